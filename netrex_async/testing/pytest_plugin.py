@@ -1,0 +1,1 @@
+"""Pytest fixtures for the fake Netrex provider (work in progress)."""
