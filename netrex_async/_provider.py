@@ -30,7 +30,9 @@ def is_loopback_host(host: str | None) -> bool:
 def _check_base_url(instance: Provider, attribute: attrs.Attribute[str], value: str) -> None:
     url = URL(value)
     if not url.is_absolute() or not url.host:
-        raise ValueError(f"provider base URL must be absolute, like {DEFAULT_BASE_URL!r}: {value!r}")
+        raise ValueError(
+            f"provider base URL must be absolute, like {DEFAULT_BASE_URL!r}: {value!r}"
+        )
     if url.scheme == "http" and is_loopback_host(url.host):
         pass
     elif url.scheme != "https":

@@ -15,7 +15,7 @@ class Scope(enum.StrEnum):
     """The ten documented rights an OAuth2 app may ask for.
 
     The provider writes a set of rights comma-separated (``read,events``), not
-    space-separated as RFC 6749 does; :meth:`parse` and :meth:`format` speak that form.
+    space-separated as RFC 6749 does; :meth:`parse` and :meth:`to_param` speak that form.
     """
 
     READ = "read"
@@ -73,7 +73,7 @@ class Scope(enum.StrEnum):
         return tuple(out)
 
     @staticmethod
-    def format(scopes: Iterable[str]) -> str:
+    def to_param(scopes: Iterable[str]) -> str:
         """Join rights the provider's way: ``"read,events"``."""
         out: list[str] = []
         for s in scopes:
