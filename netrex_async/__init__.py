@@ -1,5 +1,12 @@
-"""netrex_async: an asyncio client for the Netrex / Survilla Cloud GraphQL API."""
+"""netrex_async: an asyncio client for the Netrex / Survilla Cloud GraphQL API.
 
+Once authorized, a caller never sees an expired token: :class:`NetrexClient` wraps an
+aiohttp session whose bearer token comes from a :class:`TokenManager` that refreshes it
+before it expires, once per grant however many tasks or processes wait, through a
+:class:`TokenStore`. See the README for the quick start.
+"""
+
+from ._client import ApiResponse, NetrexClient
 from ._errors import (
     ApiError,
     AuthorizationDenied,
@@ -14,7 +21,20 @@ from ._errors import (
     TokenStoreError,
     TransportError,
 )
+from ._events import (
+    Hook,
+    ManagerStats,
+    ReauthorizationNeeded,
+    RefreshFailed,
+    TokenAdopted,
+    TokenEvent,
+    TokenRefreshed,
+)
+from ._manager import StaticToken, TokenManager, TokenSource
+from ._oauth import OAuth2Client
+from ._oauth_protocol import AuthorizationRequest, OAuth2App
 from ._provider import Provider
+from ._retry import RetryPolicy, set_testing
 from ._scope import Scope
 from ._stores._base import TokenStore
 from ._stores._memory import MemoryTokenStore
@@ -22,22 +42,39 @@ from ._token import Token
 
 __all__ = [
     "ApiError",
+    "ApiResponse",
     "AuthorizationDenied",
+    "AuthorizationRequest",
     "GraphQLError",
+    "Hook",
     "InvalidClient",
     "InvalidGrant",
+    "ManagerStats",
     "MemoryTokenStore",
+    "NetrexClient",
     "NetrexError",
+    "OAuth2App",
+    "OAuth2Client",
     "OAuthError",
     "Provider",
+    "ReauthorizationNeeded",
     "ReauthorizationRequired",
+    "RefreshFailed",
+    "RetryPolicy",
     "Scope",
     "StateMismatch",
+    "StaticToken",
     "Token",
+    "TokenAdopted",
     "TokenEndpointError",
+    "TokenEvent",
+    "TokenManager",
+    "TokenRefreshed",
+    "TokenSource",
     "TokenStore",
     "TokenStoreError",
     "TransportError",
+    "set_testing",
 ]
 
 
