@@ -72,6 +72,12 @@ def _check_one_of(*allowed: str) -> Callable[[Any, attrs.Attribute[Any], Any], N
     return check
 
 
+def _str_list(values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError("extra_redirect_uris must be a list of URIs, not one string")
+    return [str(v) for v in values]
+
+
 def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -132,7 +138,7 @@ class FakeNetrex:
         factory=lambda: secrets.token_urlsafe(24), kw_only=True, repr=False
     )
     redirect_uri: str = attrs.field(default=DEFAULT_REDIRECT_URI, kw_only=True)
-    extra_redirect_uris: list[str] = attrs.field(factory=list, kw_only=True, converter=list)
+    extra_redirect_uris: list[str] = attrs.field(factory=list, kw_only=True, converter=_str_list)
     expires_in: float | None = attrs.field(default=3600, kw_only=True)
     rotate_refresh_tokens: bool = attrs.field(default=True, kw_only=True)
     reuse_detection: bool = attrs.field(default=True, kw_only=True)
