@@ -331,7 +331,7 @@ async def test_connection_refused_is_transport_error():
             await client.graphql("{a}")
 
 
-async def test_ten_thousand_calls_across_an_expiry_cause_one_token_request(api):
+async def test_thousands_of_calls_across_an_expiry_cause_one_token_request(api):
     server, provider = api
     oauth = ScriptedOAuth(lifetime=3600, delay=0.05)
     server.valid.update({"access-1-secret", "access-1001-secret"})
@@ -342,7 +342,7 @@ async def test_ten_thousand_calls_across_an_expiry_cause_one_token_request(api):
         NetrexClient(manager, provider=provider) as client,
     ):
         results = await asyncio.gather(
-            *(client.graphql("{cameraList{name}}") for _ in range(10_000)), return_exceptions=True
+            *(client.graphql("{cameraList{name}}") for _ in range(2_000)), return_exceptions=True
         )
     failures = [r for r in results if isinstance(r, BaseException)]
     assert failures == []
