@@ -14,6 +14,9 @@ from ._faults import Fault
 
 __all__ = ["Counters", "RecordedRequest", "SecretMapping"]
 
+#: Parameters whose values are secrets (a "plain" PKCE challenge is the verifier itself).
+SECRET_FIELDS = SECRET_PARAMS | {"code_challenge"}
+
 #: Header names whose values are secrets.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 
@@ -27,7 +30,7 @@ class SecretMapping(Mapping[str, str]):
 
     __slots__ = ("_data", "_secret")
 
-    def __init__(self, data: Mapping[str, str], secret: frozenset[str] = SECRET_PARAMS) -> None:
+    def __init__(self, data: Mapping[str, str], secret: frozenset[str] = SECRET_FIELDS) -> None:
         self._data = data
         self._secret = secret
 

@@ -98,4 +98,4 @@ async def graphql(
     if variables is not None:
         body["variables"] = variables
     async with session.post(fake.provider.graphql_url, json=body, headers=headers) as r:
-        return r.status, await r.json()
+        return r.status, await r.json(content_type=None)
