@@ -122,23 +122,29 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
     """Run the fake until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    async with make_fake(args) as fake:
-        if args.json:
-            line = {
-                "base_url": fake.base_url,
-                "client_id": fake.client_id,
-                "client_secret": fake.client_secret,
-                "redirect_uri": fake.redirect_uri,
-                "redirect_uris": list(fake.redirect_uris),
-            }
-            out.write(json.dumps(line) + "\n")
-        else:
-            out.write(_describe(fake) + "\n")
-        out.flush()
-        await stop.wait()
+            installed.append(sig)
+    try:
+        async with make_fake(args) as fake:
+            if args.json:
+                line = {
+                    "base_url": fake.base_url,
+                    "client_id": fake.client_id,
+                    "client_secret": fake.client_secret,
+                    "redirect_uri": fake.redirect_uri,
+                    "redirect_uris": list(fake.redirect_uris),
+                }
+                out.write(json.dumps(line) + "\n")
+            else:
+                out.write(_describe(fake) + "\n")
+            out.flush()
+            await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

@@ -10,8 +10,9 @@ Installed with netrex-async and loaded automatically (entry point ``pytest11``):
     (``fake_netrex.grants[0]``) and refreshing it as needed, as a real application would.
 
 Both are asyncio fixtures (pytest-asyncio) and work in ``strict`` and ``auto`` mode; mark
-the tests that use them ``@pytest.mark.asyncio`` in strict mode. Nothing heavy is imported
-until a fixture is used, so the plugin costs nothing in test runs that do not use it.
+the tests that use them ``@pytest.mark.asyncio`` in strict mode. graphql-core (the
+``testing`` extra) is imported only when a fake starts, and pytest-asyncio only when the
+plugin loads: without it the fixtures fail with an explanation, and nothing else breaks.
 """
 
 from __future__ import annotations

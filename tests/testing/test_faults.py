@@ -152,10 +152,10 @@ async def test_rate_limited_as_503(fake: FakeNetrex, session: aiohttp.ClientSess
 async def test_delay_then_answer_normally(
     fake: FakeNetrex, session: aiohttp.ClientSession, endpoint: Endpoint
 ) -> None:
-    fake.inject(endpoint, Fault.delay(0.2))
+    fake.inject(endpoint, Fault.delay(0.1))
     started = time.monotonic()
     status, _, _ = await call(session, fake, endpoint)
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.1
     assert status == NORMAL_STATUS[endpoint]
     assert isinstance(fake.requests[-1].fault, DelayFault)
 
