@@ -1,0 +1,108 @@
+"""Fixtures for the token store tests: tokens, Redis, and one backend per store."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from store_helpers import (
+    REDIS_PREFIX,
+    REDIS_URL,
+    REQUIRE_REDIS,
+    WORKER,
+    Backend,
+    FileBackend,
+    MemoryBackend,
+    RedisBackend,
+    make_token,
+)
+
+from netrex_async import Token
+
+
+@pytest.fixture(name="make_token")
+def _make_token() -> Callable[..., Token]:
+    return make_token
+
+
+def _redacted(url: str) -> str:
+    from netrex_async._redact import redact_url
+
+    return redact_url(url)
+
+
+@functools.cache
+def _redis_problem() -> str | None:
+    """Why Redis cannot be used for tests, or ``None`` when it can."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - the test extra installs it
+        return "redis-py is not installed"
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url() -> str:
+    """The URL of a reachable Redis; skips (or fails, under NETREX_REQUIRE_REDIS=1)."""
+    problem = _redis_problem()
+    if problem is not None:
+        message = (
+            f"Redis not reachable at {_redacted(REDIS_URL)} ({problem}): start one with "
+            "`redis-server --port 6379` or set NETREX_TEST_REDIS_URL; set "
+            "NETREX_REQUIRE_REDIS=1 to fail instead of skipping"
+        )
+        if REQUIRE_REDIS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return REDIS_URL
+
+
+@pytest.fixture(name="redis_key")
+def _redis_key(redis_url: str) -> Iterator[str]:
+    """A unique grant key; its value and lock are deleted afterwards."""
+    import redis
+
+    key = f"test-{uuid.uuid4().hex}"
+    yield key
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(REDIS_PREFIX + key, REDIS_PREFIX + key + ":lock")
+    finally:
+        client.close()
+
+
+@pytest_asyncio.fixture(
+    name="backend",
+    params=["memory", "file", pytest.param("redis", marks=pytest.mark.redis)],
+)
+async def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    backend: Backend
+    if request.param == "memory":
+        backend = MemoryBackend()
+    elif request.param == "file":
+        backend = FileBackend(tmp_path / "state" / "token.json")
+    else:
+        backend = RedisBackend(
+            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_key")
+        )
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture(name="python")
+def _python() -> list[str]:
+    """The command that runs tests/stores/_worker.py with this interpreter."""
+    return [sys.executable, str(WORKER)]
