@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -47,12 +48,31 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes; more means it is too large.
+
+    ``StreamReader.read(n)`` returns whatever has arrived, so an answer that comes in
+    several pieces is read in a loop, not in one call.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _transport_error(exc: BaseException, request: TokenRequest, what: str) -> TransportError:
     detail = type(exc).__name__
     text = str(exc)
     if text:
-        # aiohttp's messages may quote the request URL, query string and all.
-        text = scrub(text, request.secrets).replace(str(request.url), request.safe_url)
+        # aiohttp's messages may quote the request URL, query string and all (in
+        # whatever encoding): drop every query string of the endpoint, then scrub.
+        text = re.sub(re.escape(request.safe_url) + r"\?[^\s'\"<>]*", request.safe_url, text)
+        text = scrub(text, request.secrets)
         detail += f": {safe_text(text, limit=200)}"
     return TransportError(f"{what} {request.safe_url} failed: {detail}")
 
@@ -233,7 +253,7 @@ class OAuth2Client:
                 "retrying %s after a transient fault (attempt %d): %s",
                 request.safe_url,
                 attempt,
-                exc,
+                str(exc),  # the text only: the exception object drags its chain along
                 extra={"event": "oauth_retry", "attempt": attempt, "sleep": sleep},
             )
 
@@ -249,6 +269,7 @@ class OAuth2Client:
 
     async def _post(self, request: TokenRequest) -> tuple[int, dict[str, str], bytes]:
         session = self._get_session()
+        failure: TransportError | None = None
         try:
             async with session.post(
                 request.url,
@@ -258,13 +279,15 @@ class OAuth2Client:
                 timeout=self.timeout,
                 headers={"Accept": "application/json"},
             ) as resp:
-                body = await resp.content.read(MAX_BODY + 1)
+                body = await _read_capped(resp.content, MAX_BODY + 1)
                 headers = dict(resp.headers.items())
                 status = resp.status
-        except TimeoutError as e:
-            raise _Transient(_transport_error(e, request, "request to")) from None
-        except aiohttp.ClientError as e:
-            raise _Transient(_transport_error(e, request, "request to")) from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            failure = _transport_error(e, request, "request to")
+        if failure is not None:
+            # Raised outside the ``except`` block, so that aiohttp's exception (whose text
+            # may quote the URL, secrets and all) is not kept as ``__context__``.
+            raise _Transient(failure)
         if len(body) > MAX_BODY:
             raise TokenEndpointError(
                 f"the answer of {request.safe_url} is larger than {MAX_BODY} bytes", status=status

@@ -8,6 +8,7 @@ tested by hand; :mod:`netrex_async._oauth` is the one adapter that does the I/O.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -233,8 +234,9 @@ def parse_callback(
     code = _single(params, "code")
     if error is not None:
         description = _single(params, "error_description")
-        shown = safe_text(error, limit=100)
-        detail = f": {safe_text(description, limit=300)}" if description else ""
+        # A code next to an error is still a secret: keep it out of the message.
+        shown = safe_text(scrub(error, [code]), limit=100)
+        detail = f": {safe_text(scrub(description, [code]), limit=300)}" if description else ""
         if error == "access_denied":
             raise AuthorizationDenied(
                 f"authorization was denied (access_denied){detail}", error="access_denied"
@@ -394,6 +396,22 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+#: Visible ASCII: what a token may hold (RFC 6750's b64token is a strict subset).
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name in ``headers`` (a plain dict too)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
 def _decode_json(body: bytes) -> tuple[bool, Any]:
     try:
         return True, json.loads(body.decode("utf-8-sig"))
@@ -401,26 +419,36 @@ def _decode_json(body: bytes) -> tuple[bool, Any]:
         return False, None
 
 
-def _expires_in(value: object) -> float | None:
+def _expires_in(value: object, status: int) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise TokenEndpointError("the token answer's expires_in is a boolean, not a number")
+        raise TokenEndpointError(
+            "the token answer's expires_in is a boolean, not a number", status=status
+        )
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
-            raise TokenEndpointError("the token answer's expires_in is not a number") from None
+            raise TokenEndpointError(
+                "the token answer's expires_in is not a number", status=status
+            ) from None
     if not isinstance(value, int | float):
         raise TokenEndpointError(
-            f"the token answer's expires_in is a {type(value).__name__}, not a number"
+            f"the token answer's expires_in is a {type(value).__name__}, not a number",
+            status=status,
         )
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        # A JSON integer beyond any float: absurd, so clamped like any absurd lifetime.
+        seconds = math.inf
     if math.isnan(seconds):
-        raise TokenEndpointError("the token answer's expires_in is not a number")
+        raise TokenEndpointError("the token answer's expires_in is not a number", status=status)
     if seconds <= 0:
         raise TokenEndpointError(
-            "the token answer's expires_in is not positive: the token would be born expired"
+            "the token answer's expires_in is not positive: the token would be born expired",
+            status=status,
         )
     return min(seconds, MAX_EXPIRES_IN)
 
@@ -447,7 +475,7 @@ def parse_token_response(
         InvalidGrant, InvalidClient, TokenEndpointError: see :func:`classify_error`.
     """
     ok, data = _decode_json(body)
-    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
     transient = status >= 500 or status == 429
 
     def fail(exc: OAuthError) -> OAuthError:
@@ -456,7 +484,7 @@ def parse_token_response(
         return exc
 
     if not ok:
-        ctype = safe_text(headers.get("Content-Type", "no content type"), limit=60)
+        ctype = safe_text(_header(headers, "Content-Type") or "no content type", limit=60)
         raise fail(
             TokenEndpointError(
                 f"the token endpoint answered HTTP {status} with a body that is not JSON "
@@ -476,7 +504,8 @@ def parse_token_response(
     for field in ("access_token", "refresh_token"):
         if isinstance(data.get(field), str):
             known_secrets.append(data[field])
-    if "error" in data and data["error"] not in (None, ""):
+    # ``"error": false`` (or null, or "") is how some backends say "no error".
+    if data.get("error") not in (None, "") and data.get("error") is not False:
         error = safe_text(scrub(str(data["error"]), known_secrets), limit=200)
         description = data.get("error_description")
         desc = safe_text(scrub(str(description), known_secrets), limit=300) if description else None
@@ -497,8 +526,20 @@ def parse_token_response(
         )
     access = data.get("access_token")
     if not isinstance(access, str) or not access.strip():
-        what = "missing" if access is None else ("empty" if access == "" else "not a string")
+        if access is None:
+            what = "missing"
+        elif isinstance(access, str):
+            what = "empty"
+        else:
+            what = "not a string"
         raise TokenEndpointError(f"the token answer's access_token is {what}", status=status)
+    if not _TOKEN_CHARS.fullmatch(access):
+        # It goes into an Authorization header: a newline or a non-ASCII character there
+        # would break (or inject into) every later request.
+        raise TokenEndpointError(
+            "the token answer's access_token has characters a bearer token cannot have",
+            status=status,
+        )
     token_type = data.get("token_type")
     if token_type is not None and (
         not isinstance(token_type, str) or token_type.strip().lower() != "bearer"
@@ -507,22 +548,27 @@ def parse_token_response(
             f"the token answer's token_type is {safe_text(token_type, limit=40)!r}, not Bearer",
             status=status,
         )
-    expires_in = _expires_in(data.get("expires_in"))
+    expires_in = _expires_in(data.get("expires_in"), status)
     refresh = data.get("refresh_token")
     if refresh is None or refresh == "":
         refresh = previous.refresh_token if previous is not None else None
     elif not isinstance(refresh, str):
         raise TokenEndpointError("the token answer's refresh_token is not a string", status=status)
+    elif not _TOKEN_CHARS.fullmatch(refresh):
+        raise TokenEndpointError(
+            "the token answer's refresh_token has characters a token cannot have",
+            status=status,
+        )
     scope_value = data.get("scope")
-    scopes: tuple[str, ...]
-    if isinstance(scope_value, str) and scope_value.strip():
-        try:
+    scopes: tuple[str, ...] = ()
+    if (isinstance(scope_value, str) and scope_value.strip()) or (
+        isinstance(scope_value, list) and all(isinstance(s, str) for s in scope_value)
+    ):
+        # A malformed name (string or list alike) means the answer's scope is unusable:
+        # fall back as if it were missing rather than fail a good token.
+        with contextlib.suppress(ValueError):
             scopes = tuple(str(s) for s in Scope.parse(scope_value, allow_unknown=True))
-        except ValueError:
-            scopes = tuple(requested_scopes) or (previous.scopes if previous else ())
-    elif isinstance(scope_value, list) and all(isinstance(s, str) for s in scope_value):
-        scopes = tuple(str(s) for s in Scope.parse(scope_value, allow_unknown=True))
-    else:
+    if not scopes:
         scopes = tuple(requested_scopes) or (previous.scopes if previous else ())
     return Token(
         access_token=access,
@@ -562,5 +608,5 @@ def parse_revoke_response(
         status=status,
     )
     if status >= 500 or status == 429:
-        raise TransientAnswer(status, parse_retry_after(headers.get("Retry-After")), exc)
+        raise TransientAnswer(status, parse_retry_after(_header(headers, "Retry-After")), exc)
     raise exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 from yarl import URL
 
@@ -59,9 +60,32 @@ def safe_text(text: object, *, limit: int = 200) -> str:
     return s
 
 
+def _encoded_forms(secret: str) -> set[str]:
+    # A secret quoted in a URL (aiohttp's messages quote the request URL, query string
+    # and all) or a form body is percent-encoded, with "+" or "%20" for a space.
+    try:
+        return {
+            secret,
+            quote(secret, safe=""),
+            quote(secret, safe="/"),
+            quote_plus(secret),
+            quote_plus(secret, safe="/"),
+            URL.build(query={"k": secret}).raw_query_string[2:],
+        }
+    except (UnicodeError, ValueError):
+        # Lone surrogates cannot be encoded, so cannot be in a URL either.
+        return {secret}
+
+
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every occurrence of each known secret replaced by ``***``."""
+    """``text`` with every occurrence of each known secret replaced by ``***``.
+
+    The percent-encoded forms a secret takes in a URL or a form body are replaced too.
+    """
+    forms: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+            forms |= _encoded_forms(secret)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
