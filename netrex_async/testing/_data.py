@@ -7,10 +7,24 @@ import itertools
 
 import attrs
 
-__all__ = ["Camera", "Event", "FakeData", "User"]
+__all__ = ["Camera", "Event", "FakeData", "User", "edits"]
+
+#: Assignments to any camera, user or data field so far (lets caches notice edits).
+_EDITS = 0
 
 
-@attrs.define(eq=False)
+def _edited(instance: object, attribute: attrs.Attribute[object], value: object) -> object:
+    global _EDITS
+    _EDITS += 1
+    return value
+
+
+def edits() -> int:
+    """How many field assignments cameras, users and data have seen in this process."""
+    return _EDITS
+
+
+@attrs.define(eq=False, on_setattr=_edited)
 class Camera:
     """A camera in the fake's data; change its fields freely in a test."""
 
@@ -33,7 +47,7 @@ class Event:
     time: dt.datetime
 
 
-@attrs.define
+@attrs.define(on_setattr=_edited)
 class User:
     """The account the fake's tokens act for."""
 
@@ -46,7 +60,7 @@ class User:
 _EPOCH = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 
-@attrs.define
+@attrs.define(on_setattr=_edited)
 class FakeData:
     """The in-memory content one fake serves: cameras, events and the user."""
 
@@ -55,6 +69,20 @@ class FakeData:
     user: User = attrs.field(factory=User)
     _ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
     _event_ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
+    #: Bumped by every change made through this class (see :meth:`touch`).
+    version: int = 0
+
+    def touch(self) -> None:
+        """Note a change made behind this class's back (e.g. to ``cameras`` directly).
+
+        Only needed with ``FakeNetrex(cache_results=True)``, to drop cached answers.
+        """
+        self.version += 1
+
+    @property
+    def stamp(self) -> tuple[int, int, int, int]:
+        """Changes whenever the served content may have changed."""
+        return (_EDITS, self.version, len(self.cameras), len(self.events))
 
     @classmethod
     def sample(cls) -> FakeData:
@@ -94,6 +122,7 @@ class FakeData:
         serial = serial_number or f"B8A44F{int(cam_id) if cam_id.isdigit() else 0:06X}"
         camera = Camera(id=cam_id, name=name, serial_number=serial, model=model, online=online)
         self.cameras[cam_id] = camera
+        self.version += 1
         return camera
 
     def add_event(
@@ -109,4 +138,5 @@ class FakeData:
             time=time or dt.datetime.now(dt.UTC),
         )
         self.events.append(event)
+        self.version += 1
         return event

@@ -62,6 +62,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--consent", choices=("approve", "deny"), default="approve")
     p.add_argument("--require-pkce", action="store_true")
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="execute every GraphQL query (default: reuse answers while the data is unchanged)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print one JSON line (base_url, client_id, client_secret, redirect_uri)",
@@ -93,6 +98,7 @@ def make_fake(args: argparse.Namespace) -> FakeNetrex:
         consent=args.consent,
         require_pkce=args.require_pkce,
         on_request=show if args.verbose else None,
+        cache_results=not args.no_cache,
         # A long-running server keeps no unbounded log.
         log_size=1000,
     )

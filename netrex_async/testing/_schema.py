@@ -190,6 +190,8 @@ def schema() -> graphql.GraphQLSchema:
 class _Prepared:
     document: graphql.DocumentNode | None
     errors: list[Any]
+    #: No mutation in the document: the same request on the same data gives the same answer.
+    pure: bool = True
 
 
 @functools.lru_cache(maxsize=512)
@@ -202,7 +204,12 @@ def _prepare(query: str) -> _Prepared:
     errors = graphql.validate(schema(), document)
     if errors:
         return _Prepared(None, [e.formatted for e in errors])
-    return _Prepared(document, [])
+    pure = not any(
+        isinstance(d, graphql.OperationDefinitionNode)
+        and d.operation is graphql.OperationType.MUTATION
+        for d in document.definitions
+    )
+    return _Prepared(document, [], pure)
 
 
 def execute(
@@ -211,11 +218,15 @@ def execute(
     query: str,
     variables: Mapping[str, Any] | None,
     operation_name: str | None,
-) -> dict[str, Any]:
-    """Run one GraphQL request; the answer in the conventional ``data``/``errors`` shape."""
+) -> tuple[dict[str, Any], bool]:
+    """Run one GraphQL request.
+
+    Returns the answer in the conventional ``data``/``errors`` shape, and whether it may be
+    cached (the document has no mutation).
+    """
     prepared = _prepare(query)
     if prepared.document is None:
-        return {"errors": prepared.errors}
+        return {"errors": prepared.errors}, True
     result = graphql.execute_sync(
         schema(),
         prepared.document,
@@ -223,4 +234,4 @@ def execute(
         variable_values=dict(variables) if variables else None,
         operation_name=operation_name,
     )
-    return cast(dict[str, Any], result.formatted)
+    return cast(dict[str, Any], result.formatted), prepared.pure

@@ -51,6 +51,7 @@ DEFAULT_CLIENT_ID: Final = "netrex-fake-client"
 DEFAULT_REDIRECT_URI: Final = "http://127.0.0.1:8765/callback"
 
 _JSON: Final = "application/json"
+_RESULT_CACHE_SIZE: Final = 256
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -129,6 +130,11 @@ class FakeNetrex:
         on_request: Called with each :class:`RecordedRequest` (after the answer is made).
         data: The cameras, events and user the API serves (three sample cameras by
             default).
+        cache_results: Keep the answers of query-only GraphQL requests, keyed by the exact
+            body and the token's rights, until the data changes (for benchmarks; the
+            standalone server turns it on). Changes through :class:`FakeData` methods,
+            mutations, and assignments to camera or user fields are noticed; after editing
+            ``data.cameras`` or ``data.events`` in place, call ``data.touch()``.
     """
 
     host: str = attrs.field(default="127.0.0.1", kw_only=True, validator=_check_host)
@@ -162,6 +168,7 @@ class FakeNetrex:
     log_size: int | None = attrs.field(default=10_000, kw_only=True)
     on_request: Callable[[RecordedRequest], None] | None = attrs.field(default=None, kw_only=True)
     data: FakeData = attrs.field(factory=FakeData.sample, kw_only=True)
+    cache_results: bool = attrs.field(default=False, kw_only=True)
 
     counters: Counters = attrs.field(init=False, factory=Counters)
     _requests: collections.deque[RecordedRequest] = attrs.field(init=False)
@@ -170,7 +177,12 @@ class FakeNetrex:
     _runner: web.AppRunner | None = attrs.field(init=False, default=None)
     _bound_port: int | None = attrs.field(init=False, default=None)
     _closing: asyncio.Event | None = attrs.field(init=False, default=None)
-    _execute: Callable[..., dict[str, Any]] | None = attrs.field(init=False, default=None)
+    _execute: Callable[..., tuple[dict[str, Any], bool]] | None = attrs.field(
+        init=False, default=None
+    )
+    #: Answers of query-only requests by (body, rights), valid while ``_stamp`` holds.
+    _results: dict[tuple[bytes, frozenset[str]], bytes] = attrs.field(init=False, factory=dict)
+    _stamp: tuple[int, ...] = attrs.field(init=False, default=())
 
     @_requests.default
     def _new_log(self) -> collections.deque[RecordedRequest]:
@@ -651,6 +663,14 @@ class FakeNetrex:
         if grant is None:
             self.counters.unauthorized += 1
             return self._refuse(why)
+        if self.cache_results:
+            stamp = self.data.stamp
+            if stamp != self._stamp:
+                self._results.clear()
+                self._stamp = stamp
+            cached = self._results.get((body, grant.scope_set))
+            if cached is not None:
+                return web.Response(body=cached, content_type=_JSON)
         try:
             doc = json.loads(body)
         except ValueError:
@@ -664,8 +684,15 @@ class FakeNetrex:
         if operation is not None and not isinstance(operation, str):
             return _json({"errors": [{"message": "'operationName' must be a string"}]}, 400)
         assert self._execute is not None
-        result = self._execute(self.data, grant.scope_set, doc["query"], variables, operation)
-        return web.Response(body=_dumps(result), content_type=_JSON)
+        result, pure = self._execute(self.data, grant.scope_set, doc["query"], variables, operation)
+        answer = _dumps(result)
+        if self.cache_results and pure:
+            if len(self._results) >= _RESULT_CACHE_SIZE:
+                self._results.clear()
+            # The stamp again: resolvers do not change data, but be exact about it.
+            if self.data.stamp == self._stamp:
+                self._results[(body, grant.scope_set)] = answer
+        return web.Response(body=answer, content_type=_JSON)
 
     def _refuse(self, why: str) -> web.Response:
         mode = self.invalid_token_answer

@@ -257,3 +257,38 @@ async def test_documents_are_parsed_once(fake: FakeNetrex, session: aiohttp.Clie
 async def test_get_is_not_allowed(fake: FakeNetrex, session: aiohttp.ClientSession) -> None:
     async with session.get(fake.provider.graphql_url) as r:
         assert r.status == 405
+
+
+async def test_result_cache_follows_the_data(session: aiohttp.ClientSession) -> None:
+    async with FakeNetrex(cache_results=True) as fake:
+        reader = fake.issue_token(scopes="read")
+        writer = fake.issue_token(scopes="read,write")
+        query = "{cameraList{name online}}"
+
+        async def names(token: str = reader.access_token) -> list[object]:
+            _, body = await graphql(session, fake, token, query)
+            return [(c["name"], c["online"]) for c in body["data"]["cameraList"]]
+
+        first = await names()
+        assert await names() == first
+        assert len(fake._results) == 1
+        fake.cameras[0].online = False  # an attribute edit is noticed
+        assert (await names())[0] == ("Entrance", False)
+        fake.add_camera("Garden")
+        assert (await names())[-1] == ("Garden", True)
+        await graphql(
+            session,
+            fake,
+            writer.access_token,
+            'mutation { renameCamera(id: "1", name: "Door") { name } }',
+        )
+        assert (await names(writer.access_token))[0] == ("Door", False)
+        fake.data.cameras.pop("3")  # behind its back: the length changed
+        assert len(await names()) == 3
+        fake.data.cameras["1"] = fake.data.cameras["2"]  # truly behind its back
+        fake.data.touch()
+        assert (await names())[0] == ("Parking lot", True)
+        # Rights are part of the key: a token without 'read' does not see cached data.
+        _, body = await graphql(session, fake, fake.issue_token("events").access_token, query)
+        assert body["data"] is None
+        assert fake.counters.api_calls == 9
