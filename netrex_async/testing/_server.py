@@ -110,8 +110,8 @@ class FakeNetrex:
         reuse_detection: A rotated-out refresh token coming back revokes its whole grant.
         echo_refresh_token: Without rotation, repeat the refresh token in refresh answers
             (``False`` omits it, as some servers do).
-        accept_params_in: Where the token and revoke endpoints read parameters:
-            ``"query"`` (as documented), ``"body"`` (form) or ``"either"``.
+        accept_params_in: Where the token endpoint reads parameters: ``"query"`` (as
+            documented), ``"body"`` (form) or ``"either"``. The other endpoints read both.
         consent: The simulated user's decision at ``/oauth2/auth``: ``"approve"`` or
             ``"deny"``.
         code_ttl: Authorization code lifetime in seconds.
@@ -578,7 +578,9 @@ class FakeNetrex:
     def _accepted(
         self, endpoint: str, query: SecretMapping, form: SecretMapping
     ) -> Mapping[str, str]:
-        where = "either" if endpoint == "auth" else self.accept_params_in
+        # Only the token endpoint is picky: the revocation is documented with the query
+        # string, and a browser may GET or POST the authorization page.
+        where = self.accept_params_in if endpoint == "token" else "either"
         if where == "query":
             return query
         if where == "body":

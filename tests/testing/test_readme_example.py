@@ -1,4 +1,4 @@
-# test_cameras.py: the README's "Testing your code" example, verbatim.
+# test_cameras.py
 import pytest
 
 from netrex_async import NetrexClient, ReauthorizationRequired
