@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,6 +15,7 @@ from store_helpers import (
     REDIS_PREFIX,
     REDIS_URL,
     REQUIRE_REDIS,
+    SECRET_MARK,
     WORKER,
     Backend,
     FileBackend,
@@ -106,3 +108,17 @@ async def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 def _python() -> list[str]:
     """The command that runs tests/stores/_worker.py with this interpreter."""
     return [sys.executable, str(WORKER)]
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_store_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every record a store logs, at any level, is free of the tests' secrets."""
+    caplog.set_level(logging.DEBUG, logger="netrex_async.stores")
+    yield
+    # At teardown caplog.records holds this phase's records only: ask for the others.
+    for record in caplog.get_records("setup") + caplog.get_records("call"):
+        if not record.name.startswith("netrex_async"):
+            continue
+        texts = [record.getMessage(), *map(repr, vars(record).values())]
+        for text in texts:
+            assert SECRET_MARK not in text, f"a secret reached a log record: {record.msg!r}"
