@@ -37,6 +37,7 @@ from ._provider import Provider
 from ._retry import RetryPolicy, set_testing
 from ._scope import Scope
 from ._stores._base import TokenStore
+from ._stores._file import FileTokenStore
 from ._stores._memory import MemoryTokenStore
 from ._token import Token
 
@@ -45,6 +46,7 @@ __all__ = [
     "ApiResponse",
     "AuthorizationDenied",
     "AuthorizationRequest",
+    "FileTokenStore",
     "GraphQLError",
     "Hook",
     "InvalidClient",
