@@ -248,8 +248,11 @@ class FaultQueue:
 
     def push(self, endpoint: Endpoint, fault: Fault, times: int | None) -> None:
         """Queue ``fault`` for the next ``times`` requests (``None``: until cleared)."""
-        if not isinstance(fault, Fault):
-            raise TypeError(f"expected a Fault, got {type(fault).__name__}")
+        if not isinstance(fault, Fault) or type(fault) is Fault:
+            raise TypeError(
+                f"expected a Fault made by a factory such as Fault.status(503), "
+                f"got {type(fault).__name__}"
+            )
         if times is not None and (isinstance(times, bool) or times < 1):
             raise ValueError("times must be a positive number, or None for 'until cleared'")
         self._queues[check_endpoint(endpoint)].append(_Entry(fault, times))

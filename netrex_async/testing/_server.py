@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, Self, TypeAlias
 
 import aiohttp
 import attrs
@@ -248,7 +248,7 @@ class FakeNetrex:
             self._closing.set()
         await runner.cleanup()
 
-    async def __aenter__(self) -> FakeNetrex:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

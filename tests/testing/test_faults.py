@@ -317,6 +317,8 @@ async def test_bad_fault_arguments() -> None:
         fake.inject("token", Fault.drop(), times=0)
     with pytest.raises(TypeError, match="expected a Fault"):
         fake.inject("token", 503)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected a Fault"):
+        fake.inject("token", Fault())
     with pytest.raises(ValueError, match="endpoint must be one of"):
         fake.clear_faults("nope")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="endpoint must be one of"):
