@@ -60,9 +60,18 @@ def test_version_is_lazy_and_a_string():
 
 def test_error_tree():
     from netrex_async import (
-        ApiError, AuthorizationDenied, GraphQLError, InvalidClient, InvalidGrant, NetrexError,
-        OAuthError, ReauthorizationRequired, StateMismatch, TokenEndpointError,
-        TokenStoreError, TransportError,
+        ApiError,
+        AuthorizationDenied,
+        GraphQLError,
+        InvalidClient,
+        InvalidGrant,
+        NetrexError,
+        OAuthError,
+        ReauthorizationRequired,
+        StateMismatch,
+        TokenEndpointError,
+        TokenStoreError,
+        TransportError,
     )  # fmt: skip
 
     for cls in (
