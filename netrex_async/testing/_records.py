@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -65,7 +65,7 @@ class SecretMapping(Mapping[str, str]):
 EMPTY = SecretMapping({})
 
 
-def first_values(items: Iterator[tuple[str, Any]] | Any) -> dict[str, str]:
+def first_values(items: Iterable[tuple[str, object]]) -> dict[str, str]:
     """A plain dict of the first string value of each key of a multidict's items."""
     out: dict[str, str] = {}
     for k, v in items:
