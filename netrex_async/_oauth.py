@@ -103,7 +103,8 @@ class OAuth2Client:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
     timeout: aiohttp.ClientTimeout = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True)
     _owns_session: bool = attrs.field(init=False, default=False)
-    _used_states: set[str] = attrs.field(init=False, factory=set)
+    # state -> when its request expires; pruned, since a stale state is refused anyway
+    _used_states: dict[str, float] = attrs.field(init=False, factory=dict)
     _closed: bool = attrs.field(init=False, default=False)
 
     def __repr__(self) -> str:
@@ -172,7 +173,9 @@ class OAuth2Client:
         if request.state in self._used_states:
             raise StateMismatch("this authorization request was already used: start again")
         result = parse_callback(callback_url, request)
-        self._used_states.add(request.state)
+        now = time.time()
+        self._used_states = {s: t for s, t in self._used_states.items() if t > now}
+        self._used_states[request.state] = request.created_at + request.max_age
         token_request = build_token_request(
             self.app, result.code, code_verifier=request.code_verifier
         )
