@@ -268,8 +268,16 @@ class TokenManager:
         """
         if self._token is None:
             await self._join_refresh("load")
+        held = self._token
         self._fresh_until = self._stale_until = -_INF
-        await self._join_refresh("forced")
+        try:
+            await self._join_refresh("forced")
+        except BaseException:
+            # A failed forced refresh must not make a token that still works look
+            # expired: callers would then wait for (and fail with) every next refresh.
+            if held is not None and self._token is held and held.access_token not in self._rejected:
+                self._install(held)
+            raise
         assert self._token is not None
         return self._token
 

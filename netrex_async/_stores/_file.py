@@ -424,12 +424,18 @@ class FileTokenStore:
         return self._parse(b"".join(chunks))
 
     def _parse(self, raw: bytes) -> Token:
+        # Each problem is raised outside its ``except`` block: ``from None`` only hides the
+        # context, and JSONDecodeError.doc and UnicodeDecodeError.object hold the whole
+        # file, tokens included, for any error tracker that walks ``__context__``.
         if len(raw) > _MAX_SIZE:
             raise self._corrupt(f"larger than {_MAX_SIZE} bytes")
+        problem: str | None = None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise self._corrupt("not UTF-8 text") from None
+            problem = "not UTF-8 text"
+        if problem is not None:
+            raise self._corrupt(problem)
         if not text.strip():
             raise self._corrupt("the file is empty")
         try:
@@ -438,17 +444,19 @@ class FileTokenStore:
             # The kind of error and its position, never the content: some messages quote a
             # character or two after a colon, so only the part before it is kept.
             kind = e.msg.split(":", 1)[0]
-            raise self._corrupt(
+            problem = (
                 f"not valid JSON, perhaps truncated ({kind} at line {e.lineno} column {e.colno})"
-            ) from None
+            )
         except (ValueError, RecursionError) as e:
-            raise self._corrupt(f"not valid JSON ({type(e).__name__})") from None
+            problem = f"not valid JSON ({type(e).__name__})"
+        if problem is not None:
+            raise self._corrupt(problem)
         try:
             return Token.from_dict(data)
         except ValueError as e:
             # from_dict names fields, not values; scrubbing every string is belt and braces.
-            reason = safe_text(scrub(str(e), strings_in(data)))
-            raise self._corrupt(f"not a token ({reason})") from None
+            problem = f"not a token ({safe_text(scrub(str(e), strings_in(data)))})"
+        raise self._corrupt(problem)
 
     def _corrupt(self, reason: str) -> _CorruptFile:
         log.error(

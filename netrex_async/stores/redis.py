@@ -268,16 +268,22 @@ class RedisTokenStore:
         )
 
     def _parse(self, raw: bytes | str) -> Token:
+        # Raised outside the ``except`` blocks: ``from None`` only hides the context, and
+        # JSONDecodeError.doc (UnicodeDecodeError.object) holds the whole value, tokens
+        # included, for any error tracker that walks ``__context__``.
+        valid = True
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
             data = json.loads(text)
         except (UnicodeDecodeError, ValueError, RecursionError):
-            raise self._corrupt("not valid JSON") from None
+            valid = False
+        if not valid:
+            raise self._corrupt("not valid JSON")
         try:
             return Token.from_dict(data)
         except ValueError as e:
             reason = safe_text(scrub(str(e), strings_in(data)))
-            raise self._corrupt(f"not a token ({reason})") from None
+        raise self._corrupt(f"not a token ({reason})")
 
     def _corrupt(self, reason: str) -> TokenStoreError:
         log.error(

@@ -1,0 +1,304 @@
+"""Suite-wide: no secret may reach a log record of the ``netrex_async`` logger tree.
+
+Every test runs with a handler at DEBUG on ``logging.getLogger("netrex_async")``; at
+teardown each captured record (formatted message, ``msg``, arguments, ``extra`` fields,
+exception text) is scanned for every secret the test knows, and the test fails if one is
+found. The secrets known to a test are:
+
+* everything each :class:`~netrex_async.testing.FakeNetrex` alive during the test issued
+  or received: its client secret, authorization codes, access and refresh tokens
+  (retired ones too), and every secret parameter and bearer token in its request log
+  (PKCE verifiers included);
+* whatever the test adds to the ``secret_registry`` fixture (tokens made by hand, cookie
+  values, a user token...).
+
+Values shorter than :data:`MIN_SECRET_LENGTH` characters are ignored, so that a short
+test value cannot match by accident: make test secrets long.
+
+The same registry checks exception texts (``str``, ``repr``, ``args``, attributes,
+every chained cause and context) and any other text, such as CLI output::
+
+    def test_x(secret_registry):
+        secret_registry.add(token)          # a Token: both of its tokens
+        ...
+        secret_registry.check(exc, output)  # AssertionError naming the place, not the secret
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+import weakref
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from netrex_async import Token
+from netrex_async.testing import FakeNetrex
+
+#: Secrets shorter than this are not scanned for (they would match by accident).
+MIN_SECRET_LENGTH = 8
+
+#: Request parameters whose values are secrets at the fake's endpoints.
+_SECRET_PARAMS = (
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "access_token",
+    "token",
+)
+
+#: Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.DEBUG, __file__, 0, "x", (), None))
+) | {"message", "asctime", "taskName"}
+
+
+# -- every FakeNetrex made while a test runs is known to that test ------------------------
+
+_ALL_FAKES: weakref.WeakSet[FakeNetrex] = weakref.WeakSet()
+_ACTIVE: list[SecretRegistry] = []
+_original_post_init = FakeNetrex.__attrs_post_init__
+
+
+def _registering_post_init(self: FakeNetrex) -> None:
+    _original_post_init(self)
+    _ALL_FAKES.add(self)
+    for registry in _ACTIVE:
+        registry.watch(self)
+
+
+FakeNetrex.__attrs_post_init__ = _registering_post_init  # type: ignore[method-assign]
+
+
+def fake_secrets(fake: FakeNetrex) -> Iterator[tuple[str, str]]:
+    """Every secret ``fake`` issued or received, each with a label that names no secret.
+
+    The fake has no public way to list them, so this walks its grants, its private
+    authority's codes and tokens, and its request log.
+    """
+    yield "client_secret of a FakeNetrex", fake.client_secret
+    authority = fake._authority
+    for grant in fake.grants:
+        for access in list(grant.access_tokens):
+            yield f"access token of grant {grant.id}", access
+        if grant.refresh_token:
+            yield f"refresh token of grant {grant.id}", grant.refresh_token
+        for retired in list(grant.retired_refresh_tokens):
+            yield f"retired refresh token of grant {grant.id}", retired
+    for code in list(getattr(authority, "_codes", {})):
+        yield "authorization code issued by a FakeNetrex", code
+    for token in list(getattr(authority, "_by_access", {})):
+        yield "access token issued by a FakeNetrex", token
+    for token in list(getattr(authority, "_by_refresh", {})):
+        yield "refresh token issued by a FakeNetrex", token
+    for record in list(fake.requests):
+        params = record.params
+        for name in _SECRET_PARAMS:
+            value = params.get(name)
+            if value:
+                yield f"{name} sent to the fake's {record.endpoint} endpoint", value
+        bearer = record.bearer
+        if bearer:
+            yield f"bearer token sent to the fake's {record.endpoint} endpoint", bearer
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The raw secret and the encoded forms it takes in a URL, a form body or a repr."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/"),
+        quote_plus(secret),
+        quote_plus(secret, safe="/"),
+        secret.encode("unicode_escape").decode("ascii"),
+    }
+    return {f for f in forms if f}
+
+
+def exception_texts(exc: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """``(place, text)`` for an exception: str, repr, args, attributes, chained ones."""
+    seen = set() if seen is None else seen
+    if id(exc) in seen:
+        return
+    seen.add(id(exc))
+    name = type(exc).__name__
+    yield f"str({name})", str(exc)
+    yield f"repr({name})", repr(exc)
+    for i, arg in enumerate(exc.args):
+        yield f"{name}.args[{i}]", repr(arg)
+    for key, value in list(getattr(exc, "__dict__", {}).items()):
+        if key.startswith("__"):
+            continue
+        yield f"{name}.{key}", repr(value)
+        if isinstance(value, BaseException):
+            yield from exception_texts(value, seen)
+    for note in getattr(exc, "__notes__", ()) or ():
+        yield f"{name}.__notes__", str(note)
+    # Every link, even one hidden by ``raise ... from None``: an error tracker walks it.
+    for link in ("__cause__", "__context__"):
+        chained = getattr(exc, link)
+        if chained is not None:
+            yield from exception_texts(chained, seen)
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from exception_texts(sub, seen)
+
+
+def record_texts(record: logging.LogRecord) -> list[tuple[str, str]]:
+    """``(place, text)`` for everything a log handler or formatter could show."""
+    where = f"log record {record.name} {record.levelname} {str(record.msg)[:60]!r}"
+    texts = [(f"{where} message", record.getMessage()), (f"{where} msg", str(record.msg))]
+    args = record.args
+    if isinstance(args, dict):
+        items: Iterable[object] = args.values()
+    elif isinstance(args, tuple):
+        items = args
+    else:
+        items = () if args is None else (args,)
+    seen: set[int] = set()
+    for i, arg in enumerate(items):
+        texts.append((f"{where} arg {i}", f"{arg!s} {arg!r}"))
+        if isinstance(arg, BaseException):
+            texts.extend((f"{where} arg {i} {p}", t) for p, t in exception_texts(arg, seen))
+    for key, value in vars(record).items():
+        if key not in _STANDARD_RECORD_ATTRS:
+            texts.append((f"{where} extra {key!r}", f"{value!s} {value!r}"))
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        texts.append((f"{where} traceback", "".join(traceback.format_exception(exc))))
+        texts.extend((f"{where} exc_info {p}", t) for p, t in exception_texts(exc, seen))
+    if record.exc_text:
+        texts.append((f"{where} exc_text", record.exc_text))
+    if record.stack_info:
+        texts.append((f"{where} stack_info", record.stack_info))
+    return texts
+
+
+class SecretRegistry:
+    """The secrets one test knows, and the scanner that looks for them."""
+
+    def __init__(self) -> None:
+        self._added: list[tuple[str, str]] = []
+        self._fakes: list[FakeNetrex] = []
+
+    def watch(self, fake: FakeNetrex) -> None:
+        """Know every secret of ``fake`` (done for every fake made during the test)."""
+        if all(f is not fake for f in self._fakes):
+            self._fakes.append(fake)
+
+    def add(self, *secrets: str | Token | None, label: str = "registered secret") -> None:
+        """Know these secrets too; a :class:`Token` adds its access and refresh tokens."""
+        for secret in secrets:
+            if isinstance(secret, Token):
+                self._added.append((f"{label} (access token)", secret.access_token))
+                if secret.refresh_token:
+                    self._added.append((f"{label} (refresh token)", secret.refresh_token))
+            elif secret:
+                self._added.append((label, secret))
+
+    def known(self) -> dict[str, str]:
+        """Every secret form scanned for, each with its label."""
+        labelled = list(self._added)
+        for fake in self._fakes:
+            labelled.extend(fake_secrets(fake))
+        forms: dict[str, str] = {}
+        for label, secret in labelled:
+            if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+                for form in secret_forms(secret):
+                    if len(form) >= MIN_SECRET_LENGTH:
+                        forms.setdefault(form, label)
+        return forms
+
+    def find(self, texts: Iterable[tuple[str, str]]) -> list[str]:
+        """``"place: label"`` for each known secret found in ``texts`` (no secret shown)."""
+        forms = self.known()
+        if not forms:
+            return []
+        pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        found: set[str] = set()
+        for place, text in texts:
+            for match in pattern.finditer(text):
+                found.add(f"{place}: {forms[match.group()]}")
+        return sorted(found)
+
+    def texts_of(self, *things: object) -> list[tuple[str, str]]:
+        """The texts to scan for ``things``: exceptions in depth, strings, other reprs."""
+        texts: list[tuple[str, str]] = []
+        for i, thing in enumerate(things):
+            if isinstance(thing, BaseException):
+                texts.append(
+                    (
+                        f"traceback of {type(thing).__name__}",
+                        "".join(traceback.format_exception(thing)),
+                    )
+                )
+                texts.extend(exception_texts(thing))
+            elif isinstance(thing, pytest.ExceptionInfo):
+                texts.extend(self.texts_of(thing.value))
+            elif isinstance(thing, str | bytes):
+                text = thing.decode("utf-8", "replace") if isinstance(thing, bytes) else thing
+                texts.append((f"text #{i}", text))
+            elif isinstance(thing, logging.LogRecord):
+                texts.extend(record_texts(thing))
+            else:
+                texts.append((f"repr/str of {type(thing).__name__}", f"{thing!r} {thing!s}"))
+        return texts
+
+    def check(self, *things: object) -> None:
+        """Fail if a known secret can be read in any of ``things``.
+
+        ``things`` may be exceptions (or ``pytest.raises`` infos), strings (CLI output,
+        a page), log records, or any object (its ``repr`` and ``str``).
+        """
+        leaks = self.find(self.texts_of(*things))
+        assert not leaks, "secrets leaked:\n  " + "\n  ".join(leaks)
+
+
+class _Capture(logging.Handler):
+    """Keeps the texts of every record, taken when it is emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[tuple[str, str]] = []
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.texts.extend(record_texts(record))
+
+
+@pytest.fixture(name="secret_registry")
+def _secret_registry() -> SecretRegistry:
+    """The secrets this test knows; add to it, and check texts with ``check()``."""
+    return SecretRegistry()
+
+
+@pytest.fixture(name="_no_secret_in_logs", autouse=True)
+def _no_secret_in_logs(secret_registry: SecretRegistry) -> Iterator[None]:
+    """Capture the netrex_async logger tree at DEBUG; fail at teardown on a leaked secret."""
+    for fake in list(_ALL_FAKES):
+        if fake.running:  # made by a wider-scoped fixture, still serving this test
+            secret_registry.watch(fake)
+    logger = logging.getLogger("netrex_async")
+    handler = _Capture()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    _ACTIVE.append(secret_registry)
+    try:
+        yield
+    finally:
+        _ACTIVE.remove(secret_registry)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    leaks = secret_registry.find(handler.texts)
+    if leaks:
+        pytest.fail(
+            f"a secret reached the netrex_async logs ({handler.count} records captured):\n  "
+            + "\n  ".join(leaks),
+            pytrace=False,
+        )

@@ -1,0 +1,254 @@
+"""The API misbehaves: 401 storms, refused refreshes, rate limits, outages, partial
+answers, and redirects that try to carry the bearer token or a cookie elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from netrex_async import (
+    ApiError,
+    GraphQLError,
+    MemoryTokenStore,
+    NetrexClient,
+    OAuth2App,
+    Provider,
+    ReauthorizationRequired,
+    Token,
+)
+from netrex_async.testing import FakeNetrex, Fault
+
+from ._helpers import Recorder, long_secret, self_signed_tls
+
+QUERY = "{cameraList{name}}"
+MUTATION = 'mutation { renameCamera(id: "1", name: "x") { name } }'
+
+
+@pytest.fixture(name="api")
+async def _api(fake: FakeNetrex, app: OAuth2App) -> AsyncIterator[tuple[NetrexClient, Token]]:
+    token = fake.issue_token(scopes=("read", "write"))
+    async with NetrexClient.from_app(app, MemoryTokenStore(token), background=False) as client:
+        yield client, token
+
+
+async def test_401_storm_causes_one_refresh(fake, api):
+    client, token = api
+    await client.graphql(QUERY)
+    fake.expire_token(token)  # the provider says no; the manager still thinks it fresh
+    results = await asyncio.gather(*(client.graphql(QUERY) for _ in range(200)))
+    assert all(r["cameraList"] for r in results)
+    assert fake.counters.refreshes == 1
+    assert 1 <= fake.counters.unauthorized <= 200
+
+
+async def test_401_after_refresh_is_an_error_not_a_loop(fake, api, secret_registry):
+    client, _ = api
+    fake.inject("graphql", Fault.status(401, body={"error": "invalid_token"}), times=None)
+    for call in range(1, 4):
+        with pytest.raises(ApiError) as e:
+            await client.graphql(QUERY)
+        assert e.value.status == 401
+        # One refresh and one retry per call, never more.
+        assert fake.counters.refreshes == call
+        assert fake.counters.api_calls == 2 * call
+        secret_registry.check(e)
+
+
+async def test_401_for_a_user_token_asks_for_a_new_one(fake):
+    user_token = long_secret("user-token")
+    fake.inject("graphql", Fault.status(401), times=None)
+    async with NetrexClient(user_token, provider=fake.provider) as client:
+        with pytest.raises(ReauthorizationRequired, match="user token"):
+            await client.graphql(QUERY)
+    assert fake.counters.api_calls == 1
+
+
+async def test_429_once_is_retried(fake, api):
+    client, _ = api
+    fake.inject("graphql", Fault.rate_limited(retry_after=0))
+    assert (await client.graphql(QUERY))["cameraList"]
+    assert fake.counters.api_calls == 2
+
+
+async def test_429_storm_is_bounded(fake, api):
+    client, _ = api
+    fake.inject("graphql", Fault.rate_limited(retry_after=0), times=None)
+    with pytest.raises(ApiError) as e:
+        await client.graphql(QUERY)
+    assert e.value.status == 429
+    assert fake.counters.api_calls == client.retry.attempts
+
+
+async def test_429_retry_after_beyond_the_limit_is_not_waited_for(fake, api):
+    client, _ = api
+    fake.inject("graphql", Fault.rate_limited(retry_after=86400), times=None)
+    with pytest.raises(ApiError):
+        await client.graphql(QUERY)
+    assert fake.counters.api_calls == 1
+
+
+async def test_mutation_is_not_retried(fake, api):
+    client, _ = api
+    fake.inject("graphql", Fault.status(503), times=None)
+    with pytest.raises(ApiError):
+        await client.graphql(MUTATION)
+    assert fake.counters.api_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(500, False), (502, True), (503, True), (504, True)]
+)
+async def test_5xx_storm_is_bounded(fake, api, secret_registry, status, retried):
+    client, token = api
+    # A server error page that quotes the request's Authorization header.
+    body = f"<h1>{status}</h1><pre>Authorization: Bearer {token.access_token}</pre>"
+    fake.inject("graphql", Fault.status(status, body=body), times=None)
+    with pytest.raises(ApiError) as e:
+        await client.graphql(QUERY)
+    assert e.value.status == status
+    assert fake.counters.api_calls == (client.retry.attempts if retried else 1)
+    assert "<pre>" in e.value.body_excerpt  # the excerpt is there, the token is not
+    secret_registry.check(e)
+    fake.clear_faults()
+    assert (await client.graphql(QUERY))["cameraList"]
+
+
+async def test_graphql_errors_with_partial_data(fake, api, secret_registry):
+    client, token = api
+    answer = {
+        "errors": [
+            {"message": f"token {token.access_token} may not see camera 7\x1b[31m\r\nFORGED"},
+            {"message": "second problem"},
+        ],
+        "data": {"cameraList": [{"name": "Entrance"}], "camera": None},
+    }
+    fake.inject("graphql", Fault.status(200, body=answer))
+    with pytest.raises(GraphQLError) as e:
+        await client.graphql("{cameraList{name} camera(id: 7){name}}")
+    assert e.value.data == {"cameraList": [{"name": "Entrance"}], "camera": None}
+    assert len(e.value.errors) == 2
+    message = str(e.value)
+    assert "and 1 more" in message
+    assert "\x1b" not in message
+    assert "\n" not in message
+    # The message is scrubbed; ``errors`` is the API's answer, given to the caller as is.
+    secret_registry.check(message, repr(e.value))
+
+
+@pytest.mark.parametrize("code", [302, 307])
+async def test_redirect_to_another_origin_carries_no_token_and_no_cookie(
+    fake, api, secret_registry, code
+):
+    client, token = api
+    cookie = long_secret("session-cookie")
+    secret_registry.add(cookie)
+    fake.inject(
+        "graphql",
+        Fault.status(200, body={"data": {}}, headers={"Set-Cookie": f"sid={cookie}; Path=/"}),
+    )
+    await client.graphql(QUERY)
+    async with Recorder() as elsewhere:
+        fake.inject("graphql", Fault.redirect(elsewhere.url + "/api/graphql.php", code=code))
+        await client.graphql(QUERY)
+        assert len(elsewhere.requests) == 1
+        _, _, headers = elsewhere.requests[0]
+    assert "Authorization" not in headers
+    assert "Cookie" not in headers
+    secret_registry.check(repr(headers))
+    assert fake.requests_to("graphql")[-1].bearer == token.access_token  # sent to the provider
+
+
+async def test_redirect_in_a_callers_session_with_cookies(fake, api, secret_registry):
+    # The middleware in a caller's own session (its own cookie jar): the token stays home.
+    client, _ = api
+    cookie = long_secret("session-cookie")
+    secret_registry.add(cookie)
+    async with Recorder() as elsewhere:
+        # "localhost" is another host than 127.0.0.1: the cookie is not for it either.
+        target = URL(elsewhere.url).with_host("localhost")
+        fake.inject(
+            "graphql",
+            Fault.status(
+                307,
+                headers={
+                    "Location": str(target / "api/graphql.php"),
+                    "Set-Cookie": f"sid={cookie}",
+                },
+            ),
+        )
+        async with aiohttp.ClientSession(
+            middlewares=(client.middleware,), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as session:
+            async with session.post(fake.provider.graphql_url, json={"query": QUERY}) as resp:
+                assert resp.status == 200
+        _, _, headers = elsewhere.requests[0]
+    assert "Authorization" not in headers
+    assert "Cookie" not in headers
+
+
+async def test_https_to_http_redirect_carries_no_token(tmp_path: Path, secret_registry):
+    server_tls, client_tls = self_signed_tls(tmp_path)
+    token = long_secret("user-token")
+    secret_registry.add(token)
+    seen: list[str | None] = []
+    async with Recorder() as plain:
+        downgrade = URL(plain.url) / "api/graphql.php"
+
+        async def graphql(request: web.Request) -> web.StreamResponse:
+            seen.append(request.headers.get("Authorization"))
+            raise web.HTTPTemporaryRedirect(str(downgrade))
+
+        web_app = web.Application()
+        web_app.router.add_post("/api/graphql.php", graphql)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            provider = Provider(f"https://127.0.0.1:{port}")
+            connector = aiohttp.TCPConnector(ssl=client_tls)
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                NetrexClient(token, provider=provider, session=session) as client,
+            ):
+                assert await client.graphql(QUERY) == {"recorded": True}
+        finally:
+            await runner.cleanup()
+        _, _, headers = plain.requests[0]
+    assert seen == [f"Bearer {token}"]  # the https provider got it
+    assert "Authorization" not in headers  # the http hop did not
+
+
+async def test_middleware_refuses_a_scheme_downgrade_on_the_same_host_and_port():
+    # The origin check itself: same host and port, but http instead of https.
+    token = long_secret("user-token")
+    client = NetrexClient(token, provider=Provider("https://127.0.0.1:8443"))
+    sent: list[str | None] = []
+
+    async def handler(request: SimpleNamespace) -> SimpleNamespace:
+        sent.append(request.headers.get("Authorization"))
+        return SimpleNamespace(status=200)
+
+    home = SimpleNamespace(url=URL("https://127.0.0.1:8443/api/graphql.php"), headers=CIMultiDict())
+    await client.middleware(home, handler)  # type: ignore[arg-type]
+    # A redirect hop to http: aiohttp copies the headers of the previous hop.
+    hop = SimpleNamespace(
+        url=URL("http://127.0.0.1:8443/api/graphql.php"),
+        headers=CIMultiDict({"Authorization": f"Bearer {token}"}),
+    )
+    await client.middleware(hop, handler)  # type: ignore[arg-type]
+    other_port = SimpleNamespace(
+        url=URL("https://127.0.0.1:9443/api/graphql.php"), headers=CIMultiDict()
+    )
+    await client.middleware(other_port, handler)  # type: ignore[arg-type]
+    assert sent == [f"Bearer {token}", None, None]
+    await client.aclose()
