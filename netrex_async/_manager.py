@@ -131,7 +131,9 @@ class TokenManager:
         skew: Seconds before expiry when a token counts as expired; default
             ``min(5, lifetime / 10)``. Capped below the margin.
         background: Run the proactive refresh task.
-        hooks: Callables (plain or async) called with each :data:`TokenEvent`.
+        hooks: Callables (plain or async) called with each :data:`TokenEvent`, in order,
+            in a task of their own so that a slow hook never delays a caller
+            (:meth:`drain_hooks` waits for them).
         jitter: Fraction of the margin (at most 30 s) by which the background refresh is
             moved earlier at random, so a fleet does not refresh in step.
     """
@@ -160,6 +162,7 @@ class TokenManager:
         init=False, factory=lambda: collections.deque(maxlen=16)
     )
     _closed: bool = attrs.field(init=False, default=False)
+    _hooks_task: asyncio.Task[None] | None = attrs.field(init=False, default=None)
     _refreshes: int = attrs.field(init=False, default=0)
     _failures: int = attrs.field(init=False, default=0)
     _failures_in_row: int = attrs.field(init=False, default=0)
@@ -187,7 +190,8 @@ class TokenManager:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the background task; let a refresh in flight finish (up to 10 s). Idempotent.
+        """Stop the background task; let a refresh in flight finish (up to 10 s) and its
+        hooks run (up to 5 s). Idempotent.
 
         A refresh is never cut in the middle of its save: its new refresh token would
         be lost to the other processes sharing the grant.
@@ -203,6 +207,11 @@ class TokenManager:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        hooks = self._hooks_task
+        if hooks is not None and not hooks.done():
+            await asyncio.wait({hooks}, timeout=5)
+            hooks.cancel()
+            await asyncio.gather(hooks, return_exceptions=True)
 
     # -- the public source -------------------------------------------------------------
 
@@ -395,8 +404,8 @@ class TokenManager:
             )
             raise
         finally:
-            for event in events:
-                await emit(self.hooks, event)
+            if events and self.hooks:
+                self._dispatch(events)
 
     async def _locked_transaction(
         self, reason: str, started: float, events: list[TokenEvent]
@@ -479,6 +488,27 @@ class TokenManager:
                 grant=new.fingerprint, expires_at=new.expires_at, duration=duration, reason=reason
             )
         )
+
+    def _dispatch(self, events: list[TokenEvent]) -> None:
+        # Hooks run in a task of their own, in order: a slow hook (a pager call) must
+        # not hold up the callers waiting for this refresh.
+        previous = self._hooks_task
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            for event in events:
+                await emit(self.hooks, event)
+
+        self._hooks_task = asyncio.get_running_loop().create_task(
+            run(), name="netrex_async token event hooks"
+        )
+
+    async def drain_hooks(self) -> None:
+        """Wait until every hook has been called for the events so far."""
+        task = self._hooks_task
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     def _adopt(self, token: Token, events: list[TokenEvent]) -> None:
         self._install(token)

@@ -212,6 +212,7 @@ async def test_invalid_grant_adopts_a_token_another_process_rotated():
     async with manager(oauth, store, hooks=[events.append]) as m:
         assert await m.token() == rotated.access_token
         assert m.stats.adoptions == 1
+        await m.drain_hooks()
         assert [type(e) for e in events] == [TokenAdopted]
 
 
@@ -227,6 +228,7 @@ async def test_invalid_grant_without_rotation_requires_reauthorization_once():
             await m.token()
         assert oauth.calls == 1, "a refused refresh token is not sent again"
         assert m.stats.reauthorization_required
+        await m.drain_hooks()
         assert isinstance(events[-1], ReauthorizationNeeded)
         # a person logs in again: the manager recovers
         await m.set_token(make_token(5, lifetime=3600))
@@ -355,3 +357,16 @@ async def test_static_token():
     assert "user-token-secret" not in str(e.value)
     with pytest.raises(ValueError):
         StaticToken(" ")
+
+
+async def test_a_slow_hook_does_not_delay_callers():
+    release = asyncio.Event()
+
+    async def slow_hook(event):
+        await release.wait()
+
+    token = make_token(1, lifetime=10, now=time.time() - 11)
+    async with manager(ScriptedOAuth(), MemoryTokenStore(token), hooks=[slow_hook]) as m:
+        assert await asyncio.wait_for(m.token(), 1) == "access-1001-secret"
+        release.set()
+        await m.drain_hooks()
