@@ -52,8 +52,8 @@ class _CorruptFile(TokenStoreError):
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
-    # Absolute now, so a later chdir cannot move the store.
-    return Path(path).absolute()
+    # Absolute now, so a later chdir cannot move the store; "~" is the user's home.
+    return Path(path).expanduser().absolute()
 
 
 def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

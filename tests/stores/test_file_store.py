@@ -562,3 +562,9 @@ async def test_lock_does_not_fall_back_to_a_soft_lock(
     with pytest.raises(TokenStoreError, match="Function not implemented"):
         async with FileTokenStore(tmp_path / "token.json").lock():
             pass
+
+
+def test_a_leading_tilde_means_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = FileTokenStore("~/netrex/token.json")
+    assert store.path == tmp_path / "netrex" / "token.json"
