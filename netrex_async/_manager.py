@@ -462,8 +462,17 @@ class TokenManager:
                     "the grant was revoked or has expired; authorize again"
                 ) from None
             # A new refresh token exists only here now: finish saving it even if this
-            # task is cancelled, or every process sharing the grant would lose it.
-            await asyncio.shield(self.store.save(new))
+            # task is cancelled, or every process sharing the grant would lose it; and
+            # keep the lock until it is saved, or another process could load the old
+            # token and present the rotated-out refresh token (reuse: the grant dies).
+            saving = asyncio.ensure_future(self.store.save(new))
+            try:
+                await asyncio.shield(saving)
+            except asyncio.CancelledError:
+                await _settle(saving)
+                if not saving.cancelled() and saving.exception() is None:
+                    self._install(new)
+                raise
             self._install(new)
         self._refreshes += 1
         self._failures_in_row = 0
@@ -568,6 +577,15 @@ class TokenManager:
 
 def _describe(store: TokenStore) -> str:
     return str(getattr(store, "description", type(store).__name__))
+
+
+async def _settle(future: asyncio.Future[None]) -> None:
+    """Wait until ``future`` is done, however often the waiting task is cancelled."""
+    while not future.done():
+        try:
+            await asyncio.wait({future})
+        except asyncio.CancelledError:
+            continue
 
 
 def _consume_outcome(task: asyncio.Task[None]) -> None:
