@@ -63,8 +63,18 @@ def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None
         raise ValueError(f"{attribute.name.lstrip('_')} must be a finite number, 0 or more")
 
 
+#: The field names of a stored token: messages name them, and they are no secret.
+_FIELD_NAMES = frozenset(
+    {"version", "access_token", "refresh_token", "issued_at", "expires_at", "scopes", "token_type"}
+)
+
+
 def strings_in(data: Any, limit: int = 1000) -> list[str]:
-    """Every string in a parsed JSON value (up to ``limit``), to scrub from messages."""
+    """Every string in a parsed JSON value (up to ``limit``), to scrub from messages.
+
+    Keys that are a token's own field names are left out: scrubbing them would turn
+    "issued_at must be a number" into "*** must be a number".
+    """
     found: list[str] = []
     stack = [data]
     while stack and len(found) < limit:
@@ -72,7 +82,7 @@ def strings_in(data: Any, limit: int = 1000) -> list[str]:
         if isinstance(item, str):
             found.append(item)
         elif isinstance(item, dict):
-            stack.extend(item.keys())
+            stack.extend(k for k in item if k not in _FIELD_NAMES)
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)

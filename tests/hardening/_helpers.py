@@ -29,7 +29,8 @@ def long_secret(label: str) -> str:
 def app_for(fake: FakeNetrex, **kwargs: Any) -> OAuth2App:
     """The registered app of ``fake``, with its client secret (permanent grants)."""
     kwargs.setdefault("client_secret", fake.client_secret)
-    kwargs.setdefault("provider", fake.provider)
+    if "provider" not in kwargs:
+        kwargs["provider"] = fake.provider
     return OAuth2App(client_id=fake.client_id, redirect_uri=fake.redirect_uri, **kwargs)
 
 
