@@ -276,7 +276,11 @@ class TokenManager:
             ReauthorizationRequired, OAuthError, TransportError, TokenStoreError.
         """
         if self._token is None:
+            before = self._refreshes
             await self._join_refresh("load")
+            loaded = self.current  # (a property: mypy keeps _token narrowed to None here)
+            if self._refreshes != before and loaded is not None:
+                return loaded  # the stored token had expired: loading refreshed it
         held = self._token
         self._fresh_until = self._stale_until = -_INF
         try:
