@@ -64,7 +64,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        raise CliError(f"{self.prog.removeprefix(PROG + ' ') or PROG}: {message}")
+        command = self.prog.removeprefix(PROG).strip()
+        raise CliError(f"{command}: {message}" if command else message)
 
 
 _EXIT_CODES = """\
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description=(
-            "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the "
+            "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the\n"
             "GraphQL API, or watch the whole library work against a fake provider (demo)."
         ),
         epilog=_ENVIRONMENT + "\n" + _EXIT_CODES,

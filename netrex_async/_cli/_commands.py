@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ from ._output import Console, format_expiry, json_text
 
 __all__ = ["Context", "cmd_login", "cmd_query", "cmd_refresh", "cmd_revoke", "cmd_status"]
 
+log = logging.getLogger("netrex_async.cli")
+
 
 @attrs.define
 class Context:
@@ -67,6 +70,20 @@ def _setup(ctx: Context) -> _Setup:
     config = resolve_config(ctx.args, ctx.env, load_config(cfg_path))
     secret = client_secret(ctx.args, ctx.env)
     ctx.console.add_secret(secret)
+    log.debug(
+        "settings: token file %s, config file %s, provider %s, client id %s, redirect URI %s, "
+        "grant type %s, credentials in %s, PKCE %s, client secret %s",
+        path,
+        cfg_path,
+        config.provider,
+        config.client_id,
+        config.redirect_uri,
+        config.grant_type_name,
+        config.credentials_in,
+        "on" if config.use_pkce else "off",
+        "set" if secret else "not set",
+        extra={"event": "cli.settings"},
+    )
     return _Setup(path, cfg_path, config, secret)
 
 
@@ -244,13 +261,7 @@ async def cmd_refresh(ctx: Context) -> int:
             OAuth2Client(app) as oauth,
             TokenManager(oauth, store, background=False) as manager,
         ):
-            # token() loads the stored token, and refreshes it if it has expired; only
-            # a token that did not need it is refreshed again on purpose.
-            await manager.token()
-            if manager.stats.refreshes == 0:
-                await manager.refresh()
-            new = manager.current
-    assert new is not None
+            new = await manager.refresh()
     console.add_secret(new)
     console.print(f"Refreshed. Expires in {_expiry_line(new)}.")
     console.print(f"  grant       {new.fingerprint} (fingerprint)")

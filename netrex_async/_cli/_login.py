@@ -388,10 +388,21 @@ async def _read_line(stdin: TextIO) -> str:
 async def _exchange(
     oauth: OAuth2Client, callback_url: str, request: AuthorizationRequest, console: Console
 ) -> Token:
-    code = URL(callback_url).query.get("code") if "?" in callback_url else None
-    console.add_secret(code, request.code_verifier)
+    try:
+        params = URL(callback_url).query
+    except (TypeError, ValueError):
+        params = None
+    if params is not None:
+        console.add_secret(*params.getall("code", []))
+        log.debug(
+            "callback received with %s",
+            ", ".join(sorted(set(params))) or "no parameters",
+            extra={"event": "cli.callback"},
+        )
+    console.add_secret(request.code_verifier)
     token = await oauth.exchange(callback_url, request)
     console.add_secret(token)
+    log.debug("code exchanged", extra={"event": "cli.exchanged", "grant": token.fingerprint})
     return token
 
 
