@@ -34,6 +34,10 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
 #: Statuses worth another try: the gateway or the service is briefly away, or busy.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
+# One encoder for every call: json.dumps() with any non-default argument builds a new
+# JSONEncoder each time, which costs about a microsecond per call on the hot path.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
 _MUTATION = re.compile(r"(?:^|[}\s])mutation\b", re.MULTILINE)
 _COMMENT = re.compile(r"#[^\n\r]*")
 _STRING = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"')
@@ -306,7 +310,7 @@ class NetrexClient:
             payload["variables"] = variables
         if operation_name is not None:
             payload["operationName"] = operation_name
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = _encode_json(payload).encode()
         try:
             status, raw = await self._post_graphql(body)
         except _Retryable as first:
