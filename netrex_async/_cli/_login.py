@@ -231,6 +231,13 @@ class LoopbackReceiver:
             title = "Logged in" if ok else "Login failed"
             self._outcome.set_result(_Outcome(200 if ok else 400, title, message))
 
+    def _addressed_to_us(self, host_header: str) -> bool:
+        try:
+            url = URL(f"http://{host_header}")
+        except ValueError:
+            return False
+        return is_loopback_host(url.host) and url.port == self._bound_port
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path != self._path:
             return _plain(404, "Not found")  # favicon.ico and friends
@@ -246,29 +253,35 @@ class LoopbackReceiver:
             return _page(
                 410, "Login finished", "This login has finished. You can close this window."
             )
+        if not self._addressed_to_us(request.host):
+            # DNS rebinding: a page of another site, resolved to 127.0.0.1.
+            return _plain(421, "Misdirected request")
         states = request.query.getall("state", [])
         expected = self._state
         if (
-            states
-            and expected is not None
-            and (
-                len(states) != 1
-                or not secrets.compare_digest(states[0].encode(), expected.encode())
-            )
+            expected is None
+            or len(states) != 1
+            or not secrets.compare_digest(states[0].encode(), expected.encode())
         ):
-            # Not the login in progress (an old tab, another program): answer, keep waiting.
+            # Not the login in progress (an old tab, another program, a forged link): it
+            # must not end this login. Answer, and keep waiting.
             self.ignored += 1
+            error = request.query.get("error")
+            said = f" (it says error={safe_text(error, limit=80)})" if error else ""
             if self._console is not None:
                 self._console.warn(
-                    "ignored a callback that does not belong to this login (wrong state); "
-                    "still waiting"
+                    f"ignored a callback without the state of this login{said}; still waiting"
                 )
-            return _page(
-                400,
-                "Not this login",
-                "This page belongs to another login attempt. Use the link of the login "
-                "in progress, or start again.",
+            message = (
+                "This callback does not carry the state of the login in progress, so it was "
+                "ignored. Use the link shown in the terminal, or start the login again."
             )
+            if error:
+                description = request.query.get("error_description")
+                message += f" The provider said: {safe_text(error, limit=80)}" + (
+                    f": {safe_text(description, limit=300)}" if description else ""
+                )
+            return _page(400, "Not this login", message)
         base = (
             self._registered.with_port(self._bound_port) if self._bound_port else self._registered
         )
@@ -507,7 +520,9 @@ async def browser_login(
                 except BaseException as e:
                     receiver.finish(False, _page_error(e))
                     raise
-                receiver.finish(True, "The token was saved. You can close this window.")
+                receiver.finish(
+                    True, "Authorized. Return to the terminal; you can close this window."
+                )
             finally:
                 # A scripted browser waits for the page: let it read it before the port
                 # closes (and collect its outcome, so no task is left unobserved).

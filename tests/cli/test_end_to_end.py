@@ -169,3 +169,32 @@ async def test_the_demo(secret_registry) -> None:
     assert summary["revoked_token_refused"] is True
     assert "4. Summary" in err
     assert "Result: every check passed." in err
+
+
+async def test_ctrl_c_while_waiting_for_the_browser(fake: FakeNetrex, tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    from yarl import URL
+
+    proc = await asyncio.create_subprocess_exec(
+        *_program(),
+        "login",
+        "--no-browser",
+        env=_env(fake, tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line
+        if b"Waiting for the callback" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130
+    assert b"interrupted" in err
+    assert b"Traceback" not in err
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", URL(fake.redirect_uri).port or 0)) != 0

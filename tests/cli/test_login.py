@@ -259,3 +259,35 @@ async def test_network_down(cli: Cli, fake: FakeNetrex) -> None:
     assert "network:" in result.err
     assert "Traceback" not in result.err
     assert not cli.token_file.exists()
+
+
+async def test_login_with_the_system_browser(
+    cli: Cli, fake: FakeNetrex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.request
+    import webbrowser
+
+    def open_in_browser(url: str, *args: object, **kwargs: object) -> bool:
+        # Runs in a worker thread, as webbrowser.open does for the CLI.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=10) as page:
+            page.read()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", open_in_browser)
+    result = await cli("login")
+    assert result.code == 0, result.err
+    assert "Opening the browser" in result.err
+    assert fake.counters.code_exchanges == 1
+
+
+async def test_login_when_no_browser_can_be_started(
+    cli: Cli, fake: FakeNetrex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: False)
+    result = await cli("login", "--timeout", "0.3")
+    assert result.code == 3
+    assert "no browser could be started" in result.err
+    assert "/oauth2/auth?" in result.err  # the URL to open by hand

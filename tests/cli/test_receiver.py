@@ -72,10 +72,29 @@ async def test_a_callback_with_another_state_is_ignored(uri: str, console: Conso
         receiver.expect(STATE)
         status, text = await _get(uri + "?code=c&state=an-old-login")
         assert status == 400
-        assert "another login" in text
+        assert "does not carry the state of the login in progress" in text
         assert not receiver.callback.done()
         assert receiver.ignored == 1
-        assert "wrong state" in console.err.getvalue()  # type: ignore[attr-defined]
+        assert "without the state of this login" in console.err.getvalue()  # type: ignore[attr-defined]
+        # nor does a callback without any state end the login (anyone on this machine
+        # could send one), though what it says is shown
+        status, text = await _get(uri + "?error=access_denied&error_description=%3Cb%3Eno")
+        assert status == 400
+        assert "The provider said: access_denied: &lt;b&gt;no" in text
+        assert "error=access_denied" in console.err.getvalue()  # type: ignore[attr-defined]
+        status, _ = await _get(uri + "?code=c")
+        assert status == 400
+        assert receiver.ignored == 3
+        assert not receiver.callback.done()
+
+
+async def test_requests_for_another_host_are_refused(uri: str, console: Console) -> None:
+    # A page of another site whose name resolves to 127.0.0.1 (DNS rebinding).
+    async with LoopbackReceiver(uri, console=console) as receiver:
+        receiver.expect(STATE)
+        status, _ = await _get(uri + "?code=c&state=" + STATE, Host="evil.example:80")
+        assert status == 421
+        assert not receiver.callback.done()
 
 
 async def test_the_page_escapes_what_the_provider_sent(uri: str, console: Console) -> None:
