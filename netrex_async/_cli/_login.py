@@ -1,9 +1,11 @@
 """``login``: the browser step of the authorization code flow, and its loopback receiver.
 
 The receiver is a tiny aiohttp.web server on a loopback address only (never 0.0.0.0),
-on the port of the registered redirect URI. It answers its callback path once, for a
-GET carrying the state of the login in progress; everything else gets a 404 (favicon),
-a 405 (other methods) or a 503 (browser prefetches), none of which uses up the callback.
+on the port of the registered redirect URI. It takes one callback: a GET of its callback
+path, addressed to a loopback host, carrying the state of the login in progress. Anything
+else is answered and ignored, so that it cannot end the login: 404 (other paths, the
+favicon), 405 (other methods), 503 (browser prefetches), 421 (another Host: DNS
+rebinding), 400 (no state or another one: an old tab, another program, a forged link).
 Its page escapes whatever the provider put in the URL.
 """
 
