@@ -409,3 +409,15 @@ async def test_no_command_prints_a_secret(cli: Cli, fake: FakeNetrex, browser: B
         await asyncio.sleep(0)
     assert len(cli.results) == 8
     assert fake.counters.refreshes >= 1
+
+
+async def test_the_demo_in_process_prints_no_secret(cli: Cli, secret_registry) -> None:
+    # In-process, the demo's own fake provider is known to the secret registry, so its
+    # whole output (story, progress, summary, debug log) is checked against its secrets.
+    result = await cli(
+        "--debug", "demo", "--tasks", "20", "--duration", "1.5", "--lifetime", "1", env={}
+    )
+    assert result.code == 0, result.text
+    assert "Result: every check passed." in result.out
+    assert "netrex_async.manager" in result.err  # the debug story
+    assert len(secret_registry.known()) > 5
