@@ -111,7 +111,8 @@ class NetrexClient:
         session: A session to borrow. Its middlewares are kept; this client's own
             :attr:`middleware` is added to its requests unless the session already has it.
         timeout: aiohttp timeouts of each attempt.
-        limit: Most connections open at once; thousands of tasks may share them.
+        limit: Most connections open at once; thousands of tasks may share them, queueing
+            first come, first served (with a borrowed session: its connector's limit).
         retry: How transient faults are retried.
         auth_failed: Decides whether a response means "token rejected"; default: 401.
         user_agent: The ``User-Agent`` header.
@@ -161,6 +162,11 @@ class NetrexClient:
             existing = tuple(getattr(session, "_middlewares", ()) or ())
             if not any(_same_middleware(m, self.middleware) for m in existing):
                 self._request_middlewares = (*existing, self.middleware)
+        # Requests queue here, first come first served, *before* the middleware reads
+        # the token: aiohttp's pool serves its waiters out of order, and a token read
+        # before a long wait for a connection could expire on the way.
+        pool = limit if session is None else getattr(session.connector, "limit", 0)
+        self._slots: asyncio.Semaphore | _NoLimit = asyncio.Semaphore(pool) if pool else _NoLimit()
         self._owned: list[Any] = []
         self._last_sent = ""
         self._closed = False
@@ -321,12 +327,15 @@ class NetrexClient:
 
     async def _post_graphql(self, body: bytes) -> tuple[int, bytes]:
         try:
-            async with self.session.post(
-                self._graphql_url,
-                data=body,
-                headers=self._json_headers,
-                middlewares=self._request_middlewares,
-            ) as resp:
+            async with (
+                self._slots,
+                self.session.post(
+                    self._graphql_url,
+                    data=body,
+                    headers=self._json_headers,
+                    middlewares=self._request_middlewares,
+                ) as resp,
+            ):
                 raw = await resp.read()
                 status = resp.status
                 if status in RETRY_STATUSES:
@@ -412,14 +421,17 @@ class NetrexClient:
 
         async def once() -> ApiResponse:
             try:
-                async with self.session.request(
-                    method,
-                    url,
-                    json=json_body,
-                    data=data,
-                    headers=headers,
-                    middlewares=self._request_middlewares,
-                ) as resp:
+                async with (
+                    self._slots,
+                    self.session.request(
+                        method,
+                        url,
+                        json=json_body,
+                        data=data,
+                        headers=headers,
+                        middlewares=self._request_middlewares,
+                    ) as resp,
+                ):
                     raw = await resp.read()
                     answer = ApiResponse(resp.status, resp.headers, raw)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as e:
@@ -548,6 +560,14 @@ class NetrexClient:
             f"{method} {url.with_query(None)} failed: {type(exc).__name__}"
             + (f": {detail}" if detail else "")
         )
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _same_middleware(a: Any, b: Any) -> bool:

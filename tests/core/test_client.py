@@ -423,3 +423,40 @@ def test_static_token_repr_hides_token():
     client = NetrexClient(StaticToken("very-secret-token"))
     assert "very-secret-token" not in repr(client)
     assert json.dumps(repr(client))
+
+
+async def test_token_is_read_after_waiting_for_a_connection_slot():
+    """With more tasks than connections, a token is not read long before it is sent."""
+    issued: dict[str, float] = {}
+    lag: list[float] = []
+
+    class Counting:
+        n = 0
+
+        async def token(self) -> str:
+            Counting.n += 1
+            tok = f"token-{Counting.n}"
+            issued[tok] = time.monotonic()
+            return tok
+
+        async def invalidate(self, access_token: str) -> None:
+            return None
+
+    async def slow(request):
+        lag.append(time.monotonic() - issued[request.headers["Authorization"][7:]])
+        await asyncio.sleep(0.05)
+        return web.json_response({"data": {}})
+
+    app = web.Application()
+    app.router.add_post("/api/graphql.php", slow)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        provider = Provider(f"http://127.0.0.1:{server.port}")
+        async with NetrexClient(Counting(), provider=provider, limit=2) as client:
+            await asyncio.gather(*(client.graphql("{a}") for _ in range(20)))
+    finally:
+        await server.close()
+    assert len(lag) == 20
+    # 20 calls over 2 connections take ~0.5 s; each token was fresh when sent
+    assert max(lag) < 0.04, lag
