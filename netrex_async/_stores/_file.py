@@ -12,8 +12,8 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -25,6 +25,7 @@ from .._errors import TokenStoreError
 from .._log import stores as log
 from .._redact import safe_text, scrub
 from .._token import Token
+from ._locking import layered_lock
 
 __all__ = ["FileTokenStore"]
 
@@ -218,8 +219,7 @@ class FileTokenStore:
         """
         await asyncio.to_thread(self._guarded, "remove", self._clear)
 
-    @asynccontextmanager
-    async def lock(self) -> AsyncIterator[None]:
+    def lock(self) -> AbstractAsyncContextManager[None]:
         """Exclusive across every task and process of this host using this path.
 
         Not re-entrant: a task that enters it twice waits for itself until the timeout.
@@ -228,34 +228,15 @@ class FileTokenStore:
             TokenStoreError: Not acquired within ``lock_timeout``, or the lock file could
                 not be opened (a symlink, a file system without ``flock``).
         """
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with asyncio.timeout(self._lock_timeout):
-                await self._task_lock.acquire()
-        except TimeoutError:
-            raise self._lock_timeout_error() from None
-        try:
-            remaining = max(self._lock_timeout - (loop.time() - started), 0.0)
-            held = await self._acquire_file_lock(remaining)
-        except BaseException:
-            self._task_lock.release()
-            raise
-        log.debug(
-            "token file locked",
-            extra={
-                "event": "store.locked",
-                "store": self.description,
-                "waited": loop.time() - started,
-            },
+        return layered_lock(
+            self._task_lock,
+            self._lock_timeout,
+            self._acquire_file_lock,
+            self._release_file_lock,
+            self._lock_timeout_error,
+            message="token file locked",
+            description=self.description,
         )
-        try:
-            yield
-        finally:
-            try:
-                await self._release_file_lock(held)
-            finally:
-                self._task_lock.release()
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened and closed by each operation."""

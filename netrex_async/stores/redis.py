@@ -19,8 +19,8 @@ import asyncio
 import json
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -28,6 +28,7 @@ from .._errors import TokenStoreError
 from .._log import stores as log
 from .._redact import safe_text, scrub
 from .._stores._file import strings_in
+from .._stores._locking import layered_lock
 from .._token import Token
 
 __all__ = ["RedisTokenStore"]
@@ -177,8 +178,7 @@ class RedisTokenStore:
         await self._call("delete", self._client.delete, self._key)
         log.info("token removed", extra={"event": "store.cleared", "store": self.description})
 
-    @asynccontextmanager
-    async def lock(self) -> AsyncIterator[None]:
+    def lock(self) -> AbstractAsyncContextManager[None]:
         """Exclusive across every process using this key on this Redis.
 
         Not re-entrant: a task that enters it twice waits for itself until the timeout.
@@ -187,35 +187,19 @@ class RedisTokenStore:
             TokenStoreError: Not acquired within ``lock_timeout``, or Redis failed.
         """
         self._check_open()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with asyncio.timeout(self._lock_timeout):
-                await self._task_lock.acquire()
-        except TimeoutError:
-            raise self._lock_timeout_error() from None
-        try:
-            remaining = max(self._lock_timeout - (loop.time() - started), 0.0)
-            owner = await self._acquire(remaining)
-        except BaseException:
-            self._task_lock.release()
-            raise
-        log.debug(
-            "Redis lock acquired",
-            extra={
-                "event": "store.locked",
-                "store": self.description,
-                "waited": loop.time() - started,
-            },
+        return layered_lock(
+            self._task_lock,
+            self._lock_timeout,
+            self._acquire,
+            self._release_owned,
+            self._lock_timeout_error,
+            message="Redis lock acquired",
+            description=self.description,
         )
-        try:
-            yield
-        finally:
-            try:
-                # Shielded: a second cancellation must not stop the release itself.
-                await asyncio.shield(self._spawn_release(owner, after_cancel=False))
-            finally:
-                self._task_lock.release()
+
+    async def _release_owned(self, owner: bytes) -> None:
+        # Shielded: a second cancellation must not stop the release itself.
+        await asyncio.shield(self._spawn_release(owner, after_cancel=False))
 
     async def aclose(self) -> None:
         """Close the client if this store created it; idempotent.
