@@ -484,7 +484,9 @@ def parse_token_response(
         return exc
 
     if not ok:
-        ctype = safe_text(_header(headers, "Content-Type") or "no content type", limit=60)
+        # Scrubbed: a server may echo anything, even the request's secrets, in a header.
+        ctype = _header(headers, "Content-Type") or "no content type"
+        ctype = safe_text(scrub(ctype, request.secrets), limit=60)
         raise fail(
             TokenEndpointError(
                 f"the token endpoint answered HTTP {status} with a body that is not JSON "
@@ -518,7 +520,7 @@ def parse_token_response(
                 )
             )
         raise classify_error(error, desc, status=status)
-    if status >= 300:
+    if not 200 <= status < 300:
         raise fail(
             TokenEndpointError(
                 f"the token endpoint answered HTTP {status} without a token", status=status
@@ -544,11 +546,17 @@ def parse_token_response(
     if token_type is not None and (
         not isinstance(token_type, str) or token_type.strip().lower() != "bearer"
     ):
+        shown = safe_text(scrub(str(token_type), known_secrets), limit=40)
         raise TokenEndpointError(
-            f"the token answer's token_type is {safe_text(token_type, limit=40)!r}, not Bearer",
-            status=status,
+            f"the token answer's token_type is {shown!r}, not Bearer", status=status
         )
     expires_in = _expires_in(data.get("expires_in"), status)
+    if expires_in is not None and now + expires_in <= now:
+        # Positive, but too small to move the clock: the token would be born expired.
+        raise TokenEndpointError(
+            "the token answer's expires_in is not positive: the token would be born expired",
+            status=status,
+        )
     refresh = data.get("refresh_token")
     if refresh is None or refresh == "":
         refresh = previous.refresh_token if previous is not None else None
