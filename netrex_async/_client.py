@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import random
 import re
@@ -169,6 +170,9 @@ class NetrexClient:
         self._slots: asyncio.Semaphore | _NoLimit = asyncio.Semaphore(pool) if pool else _NoLimit()
         self._owned: list[Any] = []
         self._last_sent = ""
+        # The tokens sent lately (a refresh may land while older requests are in flight):
+        # stripped from foreign redirect hops and scrubbed from error texts, all of them.
+        self._sent: collections.deque[str] = collections.deque(maxlen=16)
         self._closed = False
 
     @classmethod
@@ -263,11 +267,11 @@ class NetrexClient:
         url = request.url
         if url.port != self._port or url.host != self._host or url.scheme != self._scheme:
             auth = request.headers.get(hdrs.AUTHORIZATION)
-            if auth is not None and self._last_sent and auth.endswith(self._last_sent):
+            if auth is not None and any(auth.endswith(t) for t in self._sent):
                 del request.headers[hdrs.AUTHORIZATION]
             return await handler(request)
         token = await self.auth.token()
-        self._last_sent = token
+        self._remember(token)
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
         response = await handler(request)
         if not self.auth_failed(response):
@@ -283,9 +287,14 @@ class NetrexClient:
         if fresh == token:
             return response
         response.release()
-        self._last_sent = fresh
+        self._remember(fresh)
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + fresh
         return await handler(request)
+
+    def _remember(self, token: str) -> None:
+        self._last_sent = token
+        if not self._sent or self._sent[-1] != token:
+            self._sent.append(token)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -369,7 +378,7 @@ class NetrexClient:
             if not isinstance(errors, list):
                 errors = [{"message": str(errors)}]
             errors = [e if isinstance(e, dict) else {"message": str(e)} for e in errors]
-            first = safe_text(scrub(str(errors[0].get("message", "")), [self._last_sent]))
+            first = safe_text(scrub(str(errors[0].get("message", "")), self._sent))
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise GraphQLError(
                 f"the GraphQL API answered errors: {first}{more}",
@@ -545,7 +554,7 @@ class NetrexClient:
 
     def _excerpt(self, raw: bytes) -> str:
         text = raw[:300].decode("utf-8", "replace")
-        return safe_text(scrub(text, [self._last_sent]), limit=300)
+        return safe_text(scrub(text, self._sent), limit=300)
 
     def _api_error(self, status: int, raw: bytes, method: str, url: URL) -> ApiError:
         return ApiError(
@@ -555,7 +564,7 @@ class NetrexClient:
         )
 
     def _transport_error(self, exc: BaseException, method: str, url: URL) -> TransportError:
-        detail = safe_text(scrub(str(exc), [self._last_sent]), limit=200)
+        detail = safe_text(scrub(str(exc), self._sent), limit=200)
         return TransportError(
             f"{method} {url.with_query(None)} failed: {type(exc).__name__}"
             + (f": {detail}" if detail else "")

@@ -252,3 +252,86 @@ async def test_middleware_refuses_a_scheme_downgrade_on_the_same_host_and_port()
     await client.middleware(other_port, handler)  # type: ignore[arg-type]
     assert sent == [f"Bearer {token}", None, None]
     await client.aclose()
+
+
+class _Rotating:
+    """A TokenSource whose current token the test changes (a refresh happened)."""
+
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.current = tokens[0]
+
+    async def token(self) -> str:
+        return self.current
+
+    async def invalidate(self, access_token: str) -> None:
+        return None
+
+
+async def test_foreign_hop_carrying_an_older_token_is_stripped(secret_registry):
+    # A request sent with the old token is redirected after a refresh: its hop to
+    # another origin still carries the old token, which must not go along.
+    old, new = long_secret("old-access"), long_secret("new-access")
+    secret_registry.add(old, new)
+    source = _Rotating(old, new)
+    client = NetrexClient(source, provider=Provider("https://127.0.0.1:8443"))
+    sent: list[str | None] = []
+
+    async def handler(request: SimpleNamespace) -> SimpleNamespace:
+        sent.append(request.headers.get("Authorization"))
+        return SimpleNamespace(status=200)
+
+    def home() -> SimpleNamespace:
+        return SimpleNamespace(
+            url=URL("https://127.0.0.1:8443/api/graphql.php"), headers=CIMultiDict()
+        )
+
+    await client.middleware(home(), handler)  # type: ignore[arg-type]
+    source.current = new
+    await client.middleware(home(), handler)  # type: ignore[arg-type]
+    hop = SimpleNamespace(
+        url=URL("https://elsewhere.example/steal"),
+        headers=CIMultiDict({"Authorization": f"Bearer {old}"}),
+    )
+    await client.middleware(hop, handler)  # type: ignore[arg-type]
+    assert sent == [f"Bearer {old}", f"Bearer {new}", None]
+    await client.aclose()
+
+
+async def test_error_answer_echoing_an_older_token_is_scrubbed(secret_registry):
+    # The answer to a request sent with the old token arrives after a refresh and a
+    # request with the new one: it quotes the old token, which must be scrubbed too.
+    old, new = long_secret("old-access"), long_secret("new-access")
+    secret_registry.add(old, new)
+    source = _Rotating(old, new)
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def graphql(request: web.Request) -> web.StreamResponse:
+        bearer = request.headers.get("Authorization", "")
+        if bearer.endswith(old):
+            arrived.set()
+            await release.wait()
+            return web.Response(status=500, text=f"upstream refused {bearer}")
+        return web.json_response({"data": {"ok": True}})
+
+    web_app = web.Application()
+    web_app.router.add_post("/api/graphql.php", graphql)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        provider = Provider(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        async with NetrexClient(source, provider=provider) as client:
+            first = asyncio.create_task(client.graphql(QUERY))
+            await asyncio.wait_for(arrived.wait(), 5)
+            source.current = new
+            assert await client.graphql(QUERY) == {"ok": True}
+            release.set()
+            with pytest.raises(ApiError) as e:
+                await first
+    finally:
+        await runner.cleanup()
+    assert "upstream refused" in e.value.body_excerpt
+    secret_registry.check(e)
