@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -466,3 +467,22 @@ async def test_dead_redis_lock_holder_is_recovered_after_the_lock_expiry(fake, o
         started = time.monotonic()
         assert fake.is_valid(await manager.token())  # after Redis dropped the dead lock
         assert time.monotonic() - started < 3
+
+
+async def test_redis_password_never_shows_when_redis_is_unreachable(secret_registry):
+    from netrex_async.stores.redis import RedisTokenStore
+
+    password = "redis-pa55word-that-is-secret"
+    secret_registry.add(password)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    url = f"redis://netrex:{password}@127.0.0.1:{port}/15"
+    async with RedisTokenStore(url, key="k", lock_timeout=1) as store:
+        with pytest.raises(TokenStoreError) as e:
+            await store.load()
+        secret_registry.check(e, store, store.description)
+        with pytest.raises(TokenStoreError) as e:
+            async with store.lock():
+                pass
+        secret_registry.check(e)
