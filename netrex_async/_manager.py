@@ -34,6 +34,9 @@ from ._token import Token
 __all__ = ["StaticToken", "TokenManager", "TokenSource"]
 
 _INF = math.inf
+#: A token obtained because of a 401 and refused at once is not refreshed again for
+#: this many seconds: the API is refusing the grant, not the token.
+REJECTED_AGAIN_HOLDOFF = 30.0
 
 
 @runtime_checkable
@@ -163,6 +166,7 @@ class TokenManager:
     )
     _closed: bool = attrs.field(init=False, default=False)
     _hooks_task: asyncio.Task[None] | None = attrs.field(init=False, default=None)
+    _after_401: tuple[str, float] | None = attrs.field(init=False, default=None)
     _refreshes: int = attrs.field(init=False, default=0)
     _failures: int = attrs.field(init=False, default=0)
     _failures_in_row: int = attrs.field(init=False, default=0)
@@ -230,12 +234,30 @@ class TokenManager:
     async def invalidate(self, access_token: str) -> None:
         """The API rejected ``access_token``: refresh, unless it was already replaced.
 
-        A burst of 401s for the same token causes one refresh.
+        A burst of 401s for the same token causes one refresh. A token that a 401 has
+        just bought and that is refused at once too is not refreshed again for
+        ``REJECTED_AGAIN_HOLDOFF`` seconds (logged at WARNING, ``token_rejected_again``):
+        the API refuses the grant, and a refresh per call would not help.
         """
         if self._token is None or self._token.access_token != access_token:
             task = self._refresh_task
             if task is not None and not task.done():
                 await asyncio.shield(task)
+            return
+        after_401 = self._after_401
+        if (
+            after_401 is not None
+            and after_401[0] == access_token
+            and self.monotonic() - after_401[1] < REJECTED_AGAIN_HOLDOFF
+        ):
+            # The token a 401 just bought is refused too: the API refuses this grant
+            # for another reason (rights, account). Do not burn a refresh per call.
+            _log.manager.warning(
+                "the API rejected a token refreshed for a 401 moments ago; "
+                "not refreshing again for %.0f s",
+                REJECTED_AGAIN_HOLDOFF,
+                extra={"event": "token_rejected_again", "grant": self._token.fingerprint},
+            )
             return
         if access_token not in self._rejected:
             self._rejected.append(access_token)
@@ -246,6 +268,8 @@ class TokenManager:
             )
         self._fresh_until = self._stale_until = -_INF
         await self._join_refresh("invalidated")
+        if self._token is not None and self._token.access_token != access_token:
+            self._after_401 = (self._token.access_token, self.monotonic())
 
     # -- extras ------------------------------------------------------------------------
 
@@ -365,7 +389,18 @@ class TokenManager:
     async def _join_refresh(self, reason: str) -> None:
         # The refresh runs in its own task: a cancelled caller stops waiting, but the
         # refresh goes on for the others and is never cut half-way.
-        await asyncio.shield(self._start_refresh(reason))
+        task = self._start_refresh(reason)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and (me is None or not me.cancelling()):
+                # Not this caller's cancellation: aclose() (or loop shutdown) stopped it.
+                raise NetrexError(
+                    "the token refresh was cancelled before it finished (is the "
+                    "TokenManager closing?); the next call tries again"
+                ) from None
+            raise
 
     async def _transaction(self, reason: str) -> None:
         started = self.monotonic()

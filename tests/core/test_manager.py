@@ -10,6 +10,7 @@ import pytest
 
 from netrex_async import (
     MemoryTokenStore,
+    NetrexError,
     ReauthorizationNeeded,
     ReauthorizationRequired,
     RefreshFailed,
@@ -370,3 +371,26 @@ async def test_a_slow_hook_does_not_delay_callers():
         assert await asyncio.wait_for(m.token(), 1) == "access-1001-secret"
         release.set()
         await m.drain_hooks()
+
+
+async def test_a_token_refused_right_after_a_401_refresh_is_not_refreshed_again(caplog):
+    oauth = ScriptedOAuth()
+    async with manager(oauth, MemoryTokenStore(make_token(1, lifetime=3600))) as m:
+        await m.invalidate(await m.token())
+        assert oauth.calls == 1
+        for _ in range(5):  # the API keeps refusing the new token too
+            await m.invalidate(await m.token())
+        assert oauth.calls == 1
+    assert any(getattr(r, "event", None) == "token_rejected_again" for r in caplog.records)
+
+
+async def test_waiters_of_a_refresh_stopped_by_aclose_get_a_clear_error():
+    token = make_token(1, lifetime=10, now=time.time() - 11)
+    oauth = ScriptedOAuth(delay=30)
+    m = manager(oauth, MemoryTokenStore(token))
+    waiter = asyncio.create_task(m.token())
+    await asyncio.wait_for(oauth.started.wait(), 1)
+    m._refresh_task.cancel()  # what aclose() does to a refresh that will not finish
+    with pytest.raises(NetrexError, match="cancelled before it finished"):
+        await waiter
+    await m.aclose()
