@@ -41,16 +41,6 @@ from netrex_async.testing import FakeNetrex
 #: Secrets shorter than this are not scanned for (they would match by accident).
 MIN_SECRET_LENGTH = 8
 
-#: Request parameters whose values are secrets at the fake's endpoints.
-_SECRET_PARAMS = (
-    "client_secret",
-    "code",
-    "code_verifier",
-    "refresh_token",
-    "access_token",
-    "token",
-)
-
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.DEBUG, __file__, 0, "x", (), None))
@@ -75,35 +65,8 @@ FakeNetrex.__attrs_post_init__ = _registering_post_init  # type: ignore[method-a
 
 
 def fake_secrets(fake: FakeNetrex) -> Iterator[tuple[str, str]]:
-    """Every secret ``fake`` issued or received, each with a label that names no secret.
-
-    The fake has no public way to list them, so this walks its grants, its private
-    authority's codes and tokens, and its request log.
-    """
-    yield "client_secret of a FakeNetrex", fake.client_secret
-    authority = fake._authority
-    for grant in fake.grants:
-        for access in list(grant.access_tokens):
-            yield f"access token of grant {grant.id}", access
-        if grant.refresh_token:
-            yield f"refresh token of grant {grant.id}", grant.refresh_token
-        for retired in list(grant.retired_refresh_tokens):
-            yield f"retired refresh token of grant {grant.id}", retired
-    for code in list(getattr(authority, "_codes", {})):
-        yield "authorization code issued by a FakeNetrex", code
-    for token in list(getattr(authority, "_by_access", {})):
-        yield "access token issued by a FakeNetrex", token
-    for token in list(getattr(authority, "_by_refresh", {})):
-        yield "refresh token issued by a FakeNetrex", token
-    for record in list(fake.requests):
-        params = record.params
-        for name in _SECRET_PARAMS:
-            value = params.get(name)
-            if value:
-                yield f"{name} sent to the fake's {record.endpoint} endpoint", value
-        bearer = record.bearer
-        if bearer:
-            yield f"bearer token sent to the fake's {record.endpoint} endpoint", bearer
+    """Every secret ``fake`` issued or received, each with a label that names no secret."""
+    yield from fake.secrets()
 
 
 def secret_forms(secret: str) -> set[str]:

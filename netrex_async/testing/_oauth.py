@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
@@ -357,6 +357,22 @@ class Authority:
         if expires_at is not None and self.settings.clock() >= expires_at:
             return None, "the token expired"
         return grant, ""
+
+    def secrets(self) -> Iterator[tuple[str, str]]:
+        """``(label, value)`` for every code and token issued (labels name no secret)."""
+        for grant in list(self._grants.values()):
+            for access in list(grant.access_tokens):
+                yield f"access token of grant {grant.id}", access
+            if grant.refresh_token:
+                yield f"refresh token of grant {grant.id}", grant.refresh_token
+            for retired in list(grant.retired_refresh_tokens):
+                yield f"retired refresh token of grant {grant.id}", retired
+        for code in list(self._codes):
+            yield "authorization code", code
+        for token in list(self._by_access):
+            yield "access token", token
+        for token in list(self._by_refresh):
+            yield "refresh token", token
 
     def find(self, token: str) -> Grant | None:
         """The grant of an access or refresh token (current or retired)."""

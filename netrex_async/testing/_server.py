@@ -79,6 +79,13 @@ def _str_list(values: Iterable[str]) -> list[str]:
     return [str(v) for v in values]
 
 
+#: Request parameters whose values :meth:`FakeNetrex.secrets` reports (not ``state``: a
+#: client shows it in the authorization URL it prints).
+_LEAKABLE_PARAMS = frozenset(
+    {"client_secret", "code", "code_verifier", "refresh_token", "access_token", "token"}
+)
+
+
 def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -469,6 +476,26 @@ class FakeNetrex:
         if grant is None or access not in grant.access_tokens:
             raise KeyError("unknown access token")
         self._authority.expire(grant, access)
+
+    def secrets(self) -> list[tuple[str, str]]:
+        """Every secret this fake issued or received, as ``(label, value)`` pairs.
+
+        For leak checks in your own tests: the client secret, authorization codes,
+        access and refresh tokens (retired ones too), and every secret parameter or
+        bearer token in the request log (PKCE verifiers included). Labels name where a
+        value came from, never the value, so a failed check can print them.
+        """
+        found: list[tuple[str, str]] = [("client_secret", self.client_secret)]
+        found.extend(self._authority.secrets())
+        for record in list(self._requests):
+            for name, value in record.params.items():
+                if name in _LEAKABLE_PARAMS and value:
+                    found.append((f"{name} sent to the {record.endpoint} endpoint", value))
+            if record.bearer:
+                found.append(
+                    (f"bearer token sent to the {record.endpoint} endpoint", record.bearer)
+                )
+        return found
 
     def is_valid(self, access_token: Token | str) -> bool:
         """Whether the API would accept this access token now."""

@@ -143,3 +143,24 @@ async def test_log_limits_and_hooks(session: aiohttp.ClientSession) -> None:
         await graphql(session, fake, token.access_token, "{me{name}}")
         assert not fake.requests
         assert fake.counters.api_calls == 4
+
+
+async def test_secrets_lists_everything_the_fake_issued_or_received():
+    import aiohttp
+
+    from netrex_async.testing import FakeNetrex
+
+    async with FakeNetrex() as fake:
+        token = fake.issue_token("read")
+        code = fake.issue_code("read")
+        async with aiohttp.ClientSession() as session:
+            await session.post(
+                fake.base_url + "/api/graphql.php",
+                json={"query": "{me{name}}"},
+                headers={"Authorization": "Bearer sent-but-unknown-token"},
+            )
+        values = {value for _, value in fake.secrets()}
+        labels = [label for label, _ in fake.secrets()]
+    assert {fake.client_secret, token.access_token, token.refresh_token, code} <= values
+    assert "sent-but-unknown-token" in values
+    assert not any(value in label for label in labels for value in values if len(value) > 8)
