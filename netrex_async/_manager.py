@@ -7,7 +7,7 @@ import collections
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -98,6 +98,10 @@ class StaticToken:
             )
 
 
+def _hook_tuple(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
+    return tuple(hooks)
+
+
 def default_margin(lifetime: float) -> float:
     """Refresh this long before expiry: the smaller of 300 s and half the lifetime."""
     return min(300.0, lifetime / 2)
@@ -146,7 +150,7 @@ class TokenManager:
     margin: float | None = attrs.field(default=None, kw_only=True)
     skew: float | None = attrs.field(default=None, kw_only=True)
     background: bool = attrs.field(default=True, kw_only=True)
-    hooks: Sequence[Hook] = attrs.field(default=(), kw_only=True, converter=tuple)
+    hooks: Sequence[Hook] = attrs.field(default=(), kw_only=True, converter=_hook_tuple)
     jitter: float = attrs.field(default=0.1, kw_only=True)
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True)
     monotonic: Callable[[], float] = attrs.field(default=time.monotonic, kw_only=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -234,8 +234,7 @@ async def _demo(
     traffic = _Traffic()
     oauth = OAuth2Client(app)
     hooks: list[Hook] = [on_event]
-    # cast: mypy cannot solve the type of the hooks converter (tuple) of TokenManager.
-    manager = TokenManager(oauth, store, margin=margin, jitter=0.0, hooks=cast(Any, hooks))
+    manager = TokenManager(oauth, store, margin=margin, jitter=0.0, hooks=hooks)
     connections = min(args.tasks, args.connections)
     client = NetrexClient(manager, provider=app.provider, limit=connections)
     login_access = token.access_token
