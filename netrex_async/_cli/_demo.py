@@ -259,7 +259,6 @@ async def _demo(
             traffic,
             story,
             args.tasks,
-            connections,
             args.duration,
             margin,
             lifetime,
@@ -340,7 +339,6 @@ async def _run_traffic(
     traffic: _Traffic,
     story: Console,
     tasks: int,
-    connections: int,
     duration: float,
     margin: float,
     lifetime: float,
@@ -357,19 +355,14 @@ async def _run_traffic(
     stop = asyncio.Event()
     perf = time.perf_counter
 
-    # A fair gate in front of the connection pool: aiohttp's pool does not serve its
-    # waiters in order, so without it a few tasks would wait for seconds while others
-    # go round again, and their tokens would age in the queue.
-    gate = asyncio.Semaphore(connections)
+    # NetrexClient queues its requests first come, first served before reading the
+    # token, so no task waits for seconds while others go round again.
 
     async def worker() -> None:
         while not stop.is_set():
             started = perf()
             try:
-                async with gate:
-                    if stop.is_set():
-                        break
-                    await client.graphql(DEMO_QUERY)
+                await client.graphql(DEMO_QUERY)
             except NetrexError as e:
                 traffic.failures += 1
                 traffic.errors[f"{type(e).__name__}: {safe_text(e, limit=160)}"] += 1
