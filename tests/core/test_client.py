@@ -460,3 +460,15 @@ async def test_token_is_read_after_waiting_for_a_connection_slot():
     assert len(lag) == 20
     # 20 calls over 2 connections take ~0.5 s; each token was fresh when sent
     assert max(lag) < 0.04, lag
+
+
+async def test_nothing_is_logged_for_a_successful_call(api, caplog):
+    server, provider = api
+    server.valid.add("t")
+    caplog.set_level(logging.DEBUG, logger="netrex_async")
+    async with NetrexClient("t", provider=provider) as client:
+        await client.graphql("{a}")
+        caplog.clear()
+        for _ in range(20):
+            await client.graphql("{a}")
+        assert caplog.records == []

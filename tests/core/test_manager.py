@@ -394,3 +394,13 @@ async def test_waiters_of_a_refresh_stopped_by_aclose_get_a_clear_error():
     with pytest.raises(NetrexError, match="cancelled before it finished"):
         await waiter
     await m.aclose()
+
+
+async def test_nothing_is_logged_on_the_fast_path(caplog):
+    caplog.set_level(logging.DEBUG, logger="netrex_async")
+    async with manager(ScriptedOAuth(), MemoryTokenStore(make_token(1, lifetime=3600))) as m:
+        await m.token()
+        caplog.clear()
+        for _ in range(100):
+            await m.token()
+        assert caplog.records == []
