@@ -33,6 +33,7 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print one JSON document, no table")
+    p.add_argument("--json-out", metavar="FILE", help="also write the JSON document to FILE")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check of seconds")
     return p
 
@@ -40,8 +41,11 @@ def parser(description: str | None) -> argparse.ArgumentParser:
 def report(title: str, results: dict[str, Any], tables: Sequence[str], args: Any) -> None:
     """Print ``results`` as JSON (``--json``) or the environment and the tables."""
     results = {"benchmark": title, "environment": environment(), **results}
+    document = json.dumps(results, indent=2, default=str)
+    if getattr(args, "json_out", None):
+        write_text(args.json_out, document + "\n")
     if args.json:
-        print(json.dumps(results, indent=2, default=str))
+        print(document)
         return
     env = results["environment"]
     print(f"== {title} ==")
@@ -260,6 +264,10 @@ def read_json(path: str | Path) -> Any:
 
 def write_json(path: str | Path, data: Any) -> None:
     Path(path).write_text(json.dumps(data))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    Path(path).write_text(text)
 
 
 def quiet_logs() -> None:

@@ -14,6 +14,11 @@ Contenders:
                    Same connector, timeouts and cookie jar as NetrexClient's own session,
                    and the same per-call work (JSON encode, POST, read, JSON decode,
                    check ``errors``), so the gap is what the library adds.
+  raw-control      raw aiohttp again, an A/A control: its ratio to raw aiohttp is the
+                   noise floor of the run; a gap smaller than its distance from 1.000
+                   is not a measured difference.
+  raw-idiomatic    raw aiohttp as usually written: a default ClientSession (cookie jar,
+                   default timeouts) with the header, ``json=``, ``await resp.json()``.
   netrex-manager   NetrexClient with a TokenManager on a fresh token (MemoryTokenStore).
   netrex-static    NetrexClient with a StaticToken (a user token).
   authlib-httpx    Authlib's httpx AsyncOAuth2Client (if installed).
@@ -21,6 +26,14 @@ Contenders:
 
 The server process's CPU use is measured from /proc/PID/stat (fraction of one core
 while a run lasts), to show it is not what limits throughput.
+
+``--transport memory`` replaces the network and the server by an in-memory transport
+under aiohttp (its connector hands out connections whose transport answers each
+complete request with a canned response on the next turn of the event loop). Every
+line of aiohttp's client and of the library still runs; the kernel, the loopback and
+the server do not. What is left is pure client CPU per call, far steadier on a busy
+machine than a network run, and the upper bound of the library's share of a call.
+aiohttp-based contenders only (httpx has a transport layer of its own).
 """
 
 from __future__ import annotations
@@ -36,6 +49,14 @@ import aiohttp
 
 QUERY = "{cameraList{name}}"
 TOKEN = "bench-token"
+
+
+def _servers_answer() -> bytes:
+    from _servers import ANSWER
+
+    return ANSWER
+
+
 Call = Callable[[], Awaitable[Any]]
 
 
@@ -75,12 +96,101 @@ class Contender:
         raise NotImplementedError
 
 
+class MemoryTransport(asyncio.Transport):
+    """Answers each complete HTTP request written to it, on the next turn of the loop."""
+
+    def __init__(self, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._loop = loop
+        self._buf = bytearray()
+        self._closing = False
+
+    def write(self, data: Any) -> None:
+        self._buf += data
+        while (end := self._buf.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self._buf[:end])
+            at = head.lower().find(b"\r\ncontent-length:")
+            length = int(head[at + 17 : head.find(b"\r\n", at + 2)]) if at >= 0 else 0
+            if len(self._buf) < end + 4 + length:
+                return
+            del self._buf[: end + 4 + length]
+            answer = OK if b"Bearer " + TOKEN.encode() in head else UNAUTHORIZED
+            self._loop.call_soon(self._protocol.data_received, answer)
+
+    def writelines(self, chunks: Any) -> None:
+        self.write(b"".join(chunks))
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def is_reading(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+def _http_answer(status: str, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+OK = _http_answer("200 OK", _servers_answer())
+UNAUTHORIZED = _http_answer("401 Unauthorized", b'{"error":"invalid_token"}')
+
+
+class MemoryConnector(aiohttp.BaseConnector):
+    """Connections whose transport is a :class:`MemoryTransport`: no socket, no server."""
+
+    allowed_protocol_schema_set = frozenset({"", "http", "https"})
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109
+        from aiohttp.client_proto import ResponseHandler
+
+        protocol = ResponseHandler(self._loop)
+        protocol.connection_made(MemoryTransport(protocol, self._loop))
+        return protocol
+
+
+#: "tcp" (a server process) or "memory" (MemoryConnector); set from --transport.
+TRANSPORT = "tcp"
+
+
 def aiohttp_session(**kwargs: Any) -> aiohttp.ClientSession:
     """A session configured as NetrexClient configures its own."""
     from netrex_async._client import DEFAULT_TIMEOUT
 
+    connector: aiohttp.BaseConnector
+    if TRANSPORT == "memory":
+        connector = MemoryConnector(limit=100)
+    else:
+        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+        connector=connector,
         timeout=DEFAULT_TIMEOUT,
         cookie_jar=aiohttp.DummyCookieJar(),
         **kwargs,
@@ -104,6 +214,38 @@ class RawAiohttp(Contender):
             async with session.post(url, data=body, headers=JSON_HEADERS) as resp:
                 raw = await resp.read()
                 return graphql_data(resp.status, raw)
+
+        self.call = call
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class RawAiohttpControl(RawAiohttp):
+    """raw aiohttp again: its ratio to raw aiohttp shows the noise of the machine."""
+
+    name = "raw-control"
+
+
+class RawIdiomatic(Contender):
+    """raw aiohttp as it is usually written: default session, ``json=``, ``resp.json()``."""
+
+    name = "raw-idiomatic"
+
+    async def setup(self) -> None:
+        connector = MemoryConnector() if TRANSPORT == "memory" else None
+        self.session = aiohttp.ClientSession(
+            connector=connector, headers={"Authorization": "Bearer " + TOKEN}
+        )
+        session, url = self.session, self.url
+
+        async def call() -> Any:
+            async with session.post(url, json={"query": QUERY}) as resp:
+                resp.raise_for_status()
+                answer = await resp.json()
+                if answer.get("errors"):
+                    raise RuntimeError("GraphQL errors")
+                return answer["data"]
 
         self.call = call
 
@@ -137,7 +279,8 @@ class NetrexManager(Contender):
         self.oauth = OAuth2Client(app)
         self.manager = TokenManager(self.oauth, MemoryTokenStore(token))
         await self.manager.__aenter__()
-        self.client = NetrexClient(self.manager, provider=provider)
+        self.session = aiohttp_session() if TRANSPORT == "memory" else None
+        self.client = NetrexClient(self.manager, provider=provider, session=self.session)
         client = self.client
 
         async def call() -> Any:
@@ -149,6 +292,8 @@ class NetrexManager(Contender):
         await self.client.aclose()
         await self.manager.aclose()
         await self.oauth.aclose()
+        if self.session is not None:
+            await self.session.close()
 
 
 class NetrexStatic(Contender):
@@ -157,7 +302,8 @@ class NetrexStatic(Contender):
     async def setup(self) -> None:
         from netrex_async import NetrexClient, Provider
 
-        self.client = NetrexClient(TOKEN, provider=Provider(self.base_url))
+        self.session = aiohttp_session() if TRANSPORT == "memory" else None
+        self.client = NetrexClient(TOKEN, provider=Provider(self.base_url), session=self.session)
         client = self.client
 
         async def call() -> Any:
@@ -167,6 +313,8 @@ class NetrexStatic(Contender):
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
 
 
 class AuthlibHttpx(Contender):
@@ -228,8 +376,16 @@ class AiohttpOAuth2Client(Contender):
 
 
 def available(skip: set[str]) -> list[type[Contender]]:
-    found: list[type[Contender]] = [RawAiohttp, NetrexManager, NetrexStatic]
+    found: list[type[Contender]] = [
+        RawAiohttp,
+        RawAiohttpControl,
+        RawIdiomatic,
+        NetrexManager,
+        NetrexStatic,
+    ]
     try:
+        if TRANSPORT == "memory":
+            raise ImportError("httpx brings a transport layer of its own")
         import authlib  # noqa: F401
         import httpx  # noqa: F401
 
@@ -271,10 +427,29 @@ async def drive_for(call: Call, seconds: float, concurrency: int) -> int:
     return sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
 
 
+class NoServer:
+    """Stands in for the server process with ``--transport memory``."""
+
+    base_url = "http://127.0.0.1:9"
+
+    def cpu_seconds(self) -> float:
+        return float("nan")
+
+    async def command(self, cmd: str) -> dict[str, Any]:
+        return {"unauthorized": 0}
+
+    async def __aenter__(self) -> NoServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+
 async def measure(
-    contender: Contender, server: c.ServerProcess, seconds: float, concurrency: int
+    contender: Contender, server: Any, seconds: float, concurrency: int, warm: bool = True
 ) -> dict[str, float]:
-    await drive(contender.call, max(2 * concurrency, 50), concurrency)  # warm connections
+    if warm:
+        await drive(contender.call, max(2 * concurrency, 50), concurrency)  # open connections
     c.settle()
     s0, p0, t0 = server.cpu_seconds(), c.cpu_seconds(), time.perf_counter()
     calls = await drive_for(contender.call, seconds, concurrency)
@@ -286,19 +461,29 @@ async def measure(
         "client_cpu_us_per_call": (p1 - p0) / calls * 1e6,
         "client_cpu_load": (p1 - p0) / wall,
         "server_cpu_load": (s1 - s0) / wall,
+        "server_cpu_us_per_call": (s1 - s0) / calls * 1e6,
     }
 
 
 async def main() -> None:
     p = c.parser(__doc__)
-    p.add_argument("--seconds", type=float, default=0.4, help="length of each timed run")
-    p.add_argument("--rounds", type=int, default=15, help="rounds per concurrency")
+    p.add_argument("--seconds", type=float, default=0.1, help="length of each timed run")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=35,
+        help="rounds per concurrency (a multiple of the number of contenders puts each "
+        "one in each position of the rotating order equally often)",
+    )
     p.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 10, 100], help="concurrency levels"
     )
     p.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
     p.add_argument(
-        "--only", nargs="*", default=None, help="run only these contenders (raw is kept)"
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only these contenders (raw-aiohttp and raw-control are kept)",
     )
     p.add_argument(
         "--profile",
@@ -312,14 +497,25 @@ async def main() -> None:
         help="instead of the table: run one contender for 20 x --seconds at the largest "
         "concurrency and print nothing else (to profile from outside, e.g. with py-spy)",
     )
+    p.add_argument(
+        "--transport",
+        choices=("tcp", "memory"),
+        default="tcp",
+        help="tcp: a server process on loopback; memory: no network, client CPU only",
+    )
     args = p.parse_args()
     if args.quick:
         args.seconds, args.rounds = 0.1, 2
+    global TRANSPORT
+    TRANSPORT = args.transport
     kinds = available(set(args.skip))
     if args.only is not None:
-        kinds = [k for k in kinds if k.name in {*args.only, "raw-aiohttp"}]
+        kinds = [k for k in kinds if k.name in {*args.only, "raw-aiohttp", "raw-control"}]
 
-    async with c.ServerProcess("lean", "--token", TOKEN) as server:
+    server_cm: Any = (
+        NoServer() if TRANSPORT == "memory" else c.ServerProcess("lean", "--token", TOKEN)
+    )
+    async with server_cm as server:
         contenders = [k(server.base_url) for k in kinds]
         for k in contenders:
             await k.setup()
@@ -338,15 +534,18 @@ async def main() -> None:
 
 
 async def compare(
-    args: Any, contenders: list[Contender], server: c.ServerProcess
+    args: Any, contenders: list[Contender], server: Any
 ) -> dict[int, dict[str, list[dict[str, float]]]]:
     results: dict[int, dict[str, list[dict[str, float]]]] = {}
     for conc in args.concurrency:
         per: dict[str, list[dict[str, float]]] = {k.name: [] for k in contenders}
         for r in range(args.rounds):
             shift = r % len(contenders)
+            # Connections stay open between rounds (keep-alive outlasts a round), so only
+            # the first round warms up: short runs then follow each other closely, and
+            # each contender meets the same weather as its neighbours.
             for k in contenders[shift:] + contenders[:shift]:
-                per[k.name].append(await measure(k, server, args.seconds, conc))
+                per[k.name].append(await measure(k, server, args.seconds, conc, warm=r == 0))
         results[conc] = per
     return results
 
@@ -370,6 +569,7 @@ def summarize(runs: list[dict[str, float]], raw: list[dict[str, float]]) -> dict
         "client_cpu_load": c.median([x["client_cpu_load"] for x in runs]),
         "server_cpu_load": c.median([x["server_cpu_load"] for x in runs]),
         "server_cpu_load_max": max(x["server_cpu_load"] for x in runs),
+        "server_cpu_us_per_call": c.median([x["server_cpu_us_per_call"] for x in runs]),
     }
 
 
@@ -390,7 +590,12 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                     s["client_cpu_us_per_call"],
                     f"{s['cpu_efficiency_vs_raw']:.3f} (best {s['cpu_efficiency_best']:.3f})",
                     f"{s['client_cpu_load']:.2f}",
-                    f"{s['server_cpu_load']:.2f} (max {s['server_cpu_load_max']:.2f})",
+                    (
+                        f"{s['server_cpu_load']:.2f} (max {s['server_cpu_load_max']:.2f})"
+                        if s["server_cpu_load"] == s["server_cpu_load"]  # not NaN
+                        else "-"
+                    ),
+                    s["server_cpu_us_per_call"],
                 ]
             )
     headers = [
@@ -402,6 +607,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
         "raw CPU/this CPU",
         "client cores",
         "server cores",
+        "server CPU us/call",
     ]
     c.report(
         "overhead",
@@ -410,7 +616,10 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                 "seconds_per_run": args.seconds,
                 "rounds": args.rounds,
                 "concurrency": args.concurrency,
-                "server": "lean aiohttp.web (bearer check, fixed answer), own process",
+                "transport": args.transport,
+                "server": "lean aiohttp.web (bearer check, fixed answer), own process"
+                if args.transport == "tcp"
+                else "none: in-memory transport under aiohttp",
             },
             "summary": summary,
             "runs": results,
@@ -420,7 +629,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
     )
 
 
-async def profile(args: Any, contenders: list[Contender], server: c.ServerProcess) -> None:
+async def profile(args: Any, contenders: list[Contender], server: Any) -> None:
     target = next(k for k in contenders if k.name == (args.profile or args.hold))
     conc = max(args.concurrency)
     await drive(target.call, 2 * conc, conc)

@@ -88,11 +88,11 @@ async def burst(client: Any, calls: int, source: TimedSource) -> dict[str, Any]:
 async def main() -> None:
     p = c.parser(__doc__)
     p.add_argument("--calls", type=int, default=10_000, help="calls in each storm")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=7)
     p.add_argument(
         "--lifetime",
         type=float,
-        default=15.0,
+        default=12.0,
         help="token lifetime at the provider, seconds (long enough for a fresh burst)",
     )
     args = p.parse_args()
