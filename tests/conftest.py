@@ -31,21 +31,12 @@ import re
 import traceback
 import weakref
 from collections.abc import Iterable, Iterator
-from urllib.parse import quote, quote_plus
 
 import pytest
+from unit._leaks import MIN_SECRET_LENGTH, exception_texts, record_texts, secret_forms
 
 from netrex_async import Token
 from netrex_async.testing import FakeNetrex
-
-#: Secrets shorter than this are not scanned for (they would match by accident).
-MIN_SECRET_LENGTH = 8
-
-#: Attributes every LogRecord has; anything else on a record came from ``extra``.
-_STANDARD_RECORD_ATTRS = frozenset(
-    vars(logging.LogRecord("x", logging.DEBUG, __file__, 0, "x", (), None))
-) | {"message", "asctime", "taskName"}
-
 
 # -- every FakeNetrex made while a test runs is known to that test ------------------------
 
@@ -67,78 +58,6 @@ FakeNetrex.__attrs_post_init__ = _registering_post_init  # type: ignore[method-a
 def fake_secrets(fake: FakeNetrex) -> Iterator[tuple[str, str]]:
     """Every secret ``fake`` issued or received, each with a label that names no secret."""
     yield from fake.secrets()
-
-
-def secret_forms(secret: str) -> set[str]:
-    """The raw secret and the encoded forms it takes in a URL, a form body or a repr."""
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote(secret, safe="/"),
-        quote_plus(secret),
-        quote_plus(secret, safe="/"),
-        secret.encode("unicode_escape").decode("ascii"),
-    }
-    return {f for f in forms if f}
-
-
-def exception_texts(exc: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
-    """``(place, text)`` for an exception: str, repr, args, attributes, chained ones."""
-    seen = set() if seen is None else seen
-    if id(exc) in seen:
-        return
-    seen.add(id(exc))
-    name = type(exc).__name__
-    yield f"str({name})", str(exc)
-    yield f"repr({name})", repr(exc)
-    for i, arg in enumerate(exc.args):
-        yield f"{name}.args[{i}]", repr(arg)
-    for key, value in list(getattr(exc, "__dict__", {}).items()):
-        if key.startswith("__"):
-            continue
-        yield f"{name}.{key}", repr(value)
-        if isinstance(value, BaseException):
-            yield from exception_texts(value, seen)
-    for note in getattr(exc, "__notes__", ()) or ():
-        yield f"{name}.__notes__", str(note)
-    # Every link, even one hidden by ``raise ... from None``: an error tracker walks it.
-    for link in ("__cause__", "__context__"):
-        chained = getattr(exc, link)
-        if chained is not None:
-            yield from exception_texts(chained, seen)
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            yield from exception_texts(sub, seen)
-
-
-def record_texts(record: logging.LogRecord) -> list[tuple[str, str]]:
-    """``(place, text)`` for everything a log handler or formatter could show."""
-    where = f"log record {record.name} {record.levelname} {str(record.msg)[:60]!r}"
-    texts = [(f"{where} message", record.getMessage()), (f"{where} msg", str(record.msg))]
-    args = record.args
-    if isinstance(args, dict):
-        items: Iterable[object] = args.values()
-    elif isinstance(args, tuple):
-        items = args
-    else:
-        items = () if args is None else (args,)
-    seen: set[int] = set()
-    for i, arg in enumerate(items):
-        texts.append((f"{where} arg {i}", f"{arg!s} {arg!r}"))
-        if isinstance(arg, BaseException):
-            texts.extend((f"{where} arg {i} {p}", t) for p, t in exception_texts(arg, seen))
-    for key, value in vars(record).items():
-        if key not in _STANDARD_RECORD_ATTRS:
-            texts.append((f"{where} extra {key!r}", f"{value!s} {value!r}"))
-    if record.exc_info and record.exc_info[1] is not None:
-        exc = record.exc_info[1]
-        texts.append((f"{where} traceback", "".join(traceback.format_exception(exc))))
-        texts.extend((f"{where} exc_info {p}", t) for p, t in exception_texts(exc, seen))
-    if record.exc_text:
-        texts.append((f"{where} exc_text", record.exc_text))
-    if record.stack_info:
-        texts.append((f"{where} stack_info", record.stack_info))
-    return texts
 
 
 class SecretRegistry:

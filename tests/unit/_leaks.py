@@ -23,7 +23,14 @@ from urllib.parse import quote, quote_plus
 
 from yarl import URL
 
-__all__ = ["assert_no_leaks", "find_leaks", "secret_forms"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "assert_no_leaks",
+    "exception_texts",
+    "find_leaks",
+    "record_texts",
+    "secret_forms",
+]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_RECORD_ATTRS = frozenset(
@@ -49,7 +56,9 @@ def secret_forms(secret: str) -> set[str]:
     return {f for f in forms if f}
 
 
-def _texts_of_exception(exc: BaseException, seen: set[int]) -> Iterator[tuple[str, str]]:
+def exception_texts(exc: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """``(place, text)`` for an exception: str, repr, args, attributes, chained ones."""
+    seen = set() if seen is None else seen
     if id(exc) in seen:
         return
     seen.add(id(exc))
@@ -63,7 +72,7 @@ def _texts_of_exception(exc: BaseException, seen: set[int]) -> Iterator[tuple[st
             continue
         yield f"{name}.{key}", repr(value)
         if isinstance(value, BaseException):
-            yield from _texts_of_exception(value, seen)
+            yield from exception_texts(value, seen)
     for note in getattr(exc, "__notes__", ()) or ():
         yield f"{name}.__notes__", str(note)
     # Every link, whether or not ``raise ... from None`` hides it from tracebacks: a
@@ -71,13 +80,14 @@ def _texts_of_exception(exc: BaseException, seen: set[int]) -> Iterator[tuple[st
     for link in ("__cause__", "__context__"):
         chained = getattr(exc, link)
         if chained is not None:
-            yield from _texts_of_exception(chained, seen)
+            yield from exception_texts(chained, seen)
     if isinstance(exc, BaseExceptionGroup):
         for sub in exc.exceptions:
-            yield from _texts_of_exception(sub, seen)
+            yield from exception_texts(sub, seen)
 
 
-def _texts_of_record(record: logging.LogRecord, index: int) -> Iterator[tuple[str, str]]:
+def record_texts(record: logging.LogRecord, index: int = 0) -> Iterator[tuple[str, str]]:
+    """``(place, text)`` for everything a log handler or formatter could show."""
     where = f"log record #{index} ({record.name}: {record.msg!r:.60})"
     yield f"{where} message", record.getMessage()
     yield f"{where} msg", str(record.msg)
@@ -93,7 +103,7 @@ def _texts_of_record(record: logging.LogRecord, index: int) -> Iterator[tuple[st
         yield f"{where} arg {i} str", str(arg)
         yield f"{where} arg {i} repr", repr(arg)
         if isinstance(arg, BaseException):
-            for place, text in _texts_of_exception(arg, seen):
+            for place, text in exception_texts(arg, seen):
                 yield f"{where} arg {i} {place}", text
     for key, value in vars(record).items():
         if key in _STANDARD_RECORD_ATTRS:
@@ -103,7 +113,7 @@ def _texts_of_record(record: logging.LogRecord, index: int) -> Iterator[tuple[st
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         yield f"{where} exc_info", "".join(traceback.format_exception(exc))
-        for place, text in _texts_of_exception(exc, seen):
+        for place, text in exception_texts(exc, seen):
             yield f"{where} exc_info {place}", text
     if record.exc_text:
         yield f"{where} exc_text", record.exc_text
@@ -146,7 +156,7 @@ def find_leaks(
 
     texts: list[tuple[str, str]] = []
     for i, record in enumerate(records):
-        texts.extend(_texts_of_record(record, i))
+        texts.extend(record_texts(record, i))
     if isinstance(exc, BaseException):
         excs: Iterable[BaseException] = (exc,)
     else:
@@ -154,7 +164,7 @@ def find_leaks(
     seen: set[int] = set()
     for e in excs:
         texts.append((f"traceback of {type(e).__name__}", "".join(traceback.format_exception(e))))
-        texts.extend(_texts_of_exception(e, seen))
+        texts.extend(exception_texts(e, seen))
     for obj in objects:
         texts.append((f"repr({type(obj).__name__})", repr(obj)))
         texts.append((f"str({type(obj).__name__})", str(obj)))
