@@ -2,7 +2,7 @@
 
 Record one contender at full load, then summarize::
 
-    py-spy record -r 1000 -f raw -o /tmp/netrex.txt -- \\
+    py-spy record -r 250 -f raw -o /tmp/netrex.txt -- \\
         .venv/bin/python benchmarks/bench_overhead.py --hold netrex-manager
     .venv/bin/python benchmarks/profile_summary.py /tmp/netrex.txt --us-per-call 150
 
