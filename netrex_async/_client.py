@@ -175,6 +175,16 @@ class NetrexClient:
         self._sent: collections.deque[str] = collections.deque(maxlen=16)
         self._closed = False
 
+    @property
+    def auth_failed(self) -> Callable[[ClientResponse], bool]:
+        """Decides whether a response means "token rejected" (default: HTTP 401)."""
+        return self._auth_failed
+
+    @auth_failed.setter
+    def auth_failed(self, predicate: Callable[[ClientResponse], bool]) -> None:
+        self._auth_failed = predicate
+        self._default_auth_failed = predicate is _unauthorized
+
     @classmethod
     def from_app(
         cls,
@@ -271,10 +281,14 @@ class NetrexClient:
                 del request.headers[hdrs.AUTHORIZATION]
             return await handler(request)
         token = await self.auth.token()
-        self._remember(token)
+        if token is not self._last_sent:
+            self._remember(token)
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
         response = await handler(request)
-        if not self.auth_failed(response):
+        if self._default_auth_failed:
+            if response.status != 401:
+                return response
+        elif not self._auth_failed(response):
             return response
         await response.read()  # keep the body: this answer may be returned after all
         _log.client.info(
@@ -338,7 +352,7 @@ class NetrexClient:
         try:
             async with (
                 self._slots,
-                self.session.post(
+                (self._session or self.session).post(
                     self._graphql_url,
                     data=body,
                     headers=self._json_headers,
