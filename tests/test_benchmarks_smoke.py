@@ -1,0 +1,38 @@
+"""Every benchmark script still runs: a smoke check of its --quick mode, not a timing.
+
+The numbers are not checked (a benchmark measures and prints; a shared machine makes
+any threshold flaky); that each script runs to the end and prints its JSON is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
+
+pytestmark = pytest.mark.slow
+
+
+def test_there_are_benchmarks():
+    assert len(SCRIPTS) >= 6
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_runs_quick(script):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["benchmark"]
+    assert result["environment"]["netrex-async"]
