@@ -73,7 +73,9 @@ async def main() -> None:
                 await asyncio.sleep(args.pause)
 
         await asyncio.gather(*(worker() for _ in range(args.tasks)))
-        stats = manager.stats
+    # Read after aclose(): a background refresh in flight at the deadline is finished
+    # (and counted) by then.
+    stats = manager.stats
     print(
         json.dumps(
             {
