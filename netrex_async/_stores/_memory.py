@@ -10,6 +10,7 @@ from typing import Self
 
 import attrs
 
+from .._errors import TokenStoreError
 from .._token import Token
 
 __all__ = ["MemoryTokenStore"]
@@ -24,9 +25,12 @@ class MemoryTokenStore:
 
     Args:
         token: An initial token, e.g. the one :meth:`OAuth2Client.exchange` returned.
+        lock_timeout: Seconds :meth:`lock` waits before raising :class:`TokenStoreError`;
+            ``None`` (the default) waits as long as it takes.
     """
 
     _token: Token | None = attrs.field(default=None, alias="token")
+    lock_timeout: float | None = attrs.field(default=None, kw_only=True)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
 
     def __repr__(self) -> str:
@@ -53,9 +57,23 @@ class MemoryTokenStore:
 
     @asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
-        """Exclusive within this process."""
-        async with self._lock:
+        """Exclusive within this process.
+
+        Raises:
+            TokenStoreError: Not acquired within ``lock_timeout``.
+        """
+        try:
+            async with asyncio.timeout(self.lock_timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise TokenStoreError(
+                f"could not lock the memory token store within {self.lock_timeout:g} s",
+                store=self.description,
+            ) from None
+        try:
             yield
+        finally:
+            self._lock.release()
 
     async def aclose(self) -> None:
         """Nothing to release."""

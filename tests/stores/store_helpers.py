@@ -64,7 +64,6 @@ class Backend:
 
 class MemoryBackend(Backend):
     name = "memory"
-    has_lock_timeout = False
     can_be_corrupt = False
 
     def __init__(self) -> None:
@@ -73,7 +72,10 @@ class MemoryBackend(Backend):
         self.stores.append(self.store)
 
     def make(self, **options: Any) -> Any:
-        assert not options, "MemoryTokenStore takes no options"
+        # One shared instance: a lock timeout given here applies to it from now on.
+        if "lock_timeout" in options:
+            self.store.lock_timeout = options.pop("lock_timeout")
+        assert not options, f"MemoryTokenStore takes no options {sorted(options)}"
         return self.store
 
 
