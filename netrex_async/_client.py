@@ -164,7 +164,7 @@ class NetrexClient:
         self._request_middlewares: tuple[Any, ...] | None = None
         if session is not None:
             existing = tuple(getattr(session, "_middlewares", ()) or ())
-            if not any(_same_middleware(m, self.middleware) for m in existing):
+            if self.middleware not in existing:  # bound methods compare equal
                 self._request_middlewares = (*existing, self.middleware)
         # Requests queue here, first come first served, *before* the middleware reads
         # the token: aiohttp's pool serves its waiters out of order, and a token read
@@ -594,10 +594,6 @@ class _NoLimit:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
-
-
-def _same_middleware(a: Any, b: Any) -> bool:
-    return bool(a == b)
 
 
 def _provider_of(auth: TokenSource) -> Provider:
