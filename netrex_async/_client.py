@@ -8,7 +8,6 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp
@@ -19,6 +18,7 @@ from yarl import URL
 
 from . import _log
 from ._errors import ApiError, GraphQLError, NetrexError, ReauthorizationRequired, TransportError
+from ._lifecycle import AsyncClosing
 from ._manager import StaticToken, TokenManager, TokenSource
 from ._oauth import OAuth2Client
 from ._oauth_protocol import OAuth2App, parse_retry_after
@@ -94,7 +94,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class NetrexClient:
+class NetrexClient(AsyncClosing):
     """An aiohttp session for the provider's API with a token that is always valid.
 
     ``auth`` is a :class:`TokenSource` (a :class:`TokenManager`, a :class:`StaticToken`)
@@ -229,14 +229,6 @@ class NetrexClient:
             if isinstance(owned, TokenManager):
                 await owned.__aenter__()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close what this client made (its session, and what :meth:`from_app` built)."""

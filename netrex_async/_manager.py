@@ -8,7 +8,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 import attrs
@@ -25,6 +24,7 @@ from ._events import (
     TokenRefreshed,
     emit,
 )
+from ._lifecycle import AsyncClosing
 from ._oauth import OAuth2Client
 from ._redact import fingerprint, safe_text
 from ._retry import is_testing
@@ -113,7 +113,7 @@ def default_skew(lifetime: float) -> float:
 
 
 @attrs.define(repr=False, eq=False)
-class TokenManager:
+class TokenManager(AsyncClosing):
     """A :class:`TokenSource` for an OAuth2 grant: refreshes before the token runs out.
 
     A token is *fresh* until ``expires_at - margin``, *stale* until ``expires_at - skew``,
@@ -188,14 +188,6 @@ class TokenManager:
     async def __aenter__(self) -> Self:
         self._ensure_background()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the background task; let a refresh in flight finish (up to 10 s) and its

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import attrs
 
 from . import _log
 from ._errors import StateMismatch, TokenEndpointError, TransportError
+from ._lifecycle import AsyncClosing
 from ._oauth_protocol import (
     AuthorizationRequest,
     OAuth2App,
@@ -78,7 +78,7 @@ def _transport_error(exc: BaseException, request: TokenRequest, what: str) -> Tr
 
 
 @attrs.define(repr=False)
-class OAuth2Client:
+class OAuth2Client(AsyncClosing):
     """Talks to the provider's ``/oauth2/auth``, ``/oauth2/token`` and ``/oauth2/revoke``.
 
     An async context manager: it opens its own :class:`aiohttp.ClientSession` on first
@@ -112,17 +112,6 @@ class OAuth2Client:
             f"OAuth2Client(client_id={self.app.client_id!r}, "
             f"provider={self.app.provider.base_url!r})"
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session this client opened (not one it borrowed). Idempotent."""

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import filelock
 
 from .._errors import TokenStoreError
+from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
 from .._token import Token
@@ -119,7 +119,7 @@ class _Handoff:
 
 
 @attrs.define(repr=False, eq=False)
-class FileTokenStore:
+class FileTokenStore(AsyncClosing):
     """A token in a JSON file, locked across the processes of one host.
 
     The file holds ``token.to_dict()``. It is created 0600, in folders created 0700,
@@ -240,17 +240,6 @@ class FileTokenStore:
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened and closed by each operation."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the lock ----------------------------------------------------------------
 

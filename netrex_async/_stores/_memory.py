@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Self
 
 import attrs
 
 from .._errors import TokenStoreError
+from .._lifecycle import AsyncClosing
 from .._token import Token
 
 __all__ = ["MemoryTokenStore"]
 
 
 @attrs.define(repr=False)
-class MemoryTokenStore:
+class MemoryTokenStore(AsyncClosing):
     """A token kept in this process's memory; the lock is an :class:`asyncio.Lock`.
 
     For one process, tests, and a token that needs no persistence. Nothing survives a
@@ -77,14 +76,3 @@ class MemoryTokenStore:
 
     async def aclose(self) -> None:
         """Nothing to release."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -21,10 +21,10 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from .._errors import TokenStoreError
+from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
 from .._stores._file import strings_in
@@ -49,7 +49,7 @@ def _seconds(name: str, value: float, *, minimum: float) -> float:
     return float(value)
 
 
-class RedisTokenStore:
+class RedisTokenStore(AsyncClosing):
     """A token in a Redis key, with a Redis lock shared by every process of a fleet.
 
     The value is the JSON of ``token.to_dict()`` under ``prefix + key``, written with one
@@ -213,17 +213,6 @@ class RedisTokenStore:
             await asyncio.wait(set(self._pending), timeout=_CLOSE_GRACE)
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals ---------------------------------------------------------------
 
