@@ -10,6 +10,7 @@ from ._client import ApiResponse, NetrexClient
 from ._errors import (
     ApiError,
     AuthorizationDenied,
+    ClosedError,
     GraphQLError,
     InvalidClient,
     InvalidGrant,
@@ -46,6 +47,7 @@ __all__ = [
     "ApiResponse",
     "AuthorizationDenied",
     "AuthorizationRequest",
+    "ClosedError",
     "FileTokenStore",
     "GraphQLError",
     "Hook",

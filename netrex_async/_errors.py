@@ -13,7 +13,8 @@ Every exception the library raises on purpose derives from :class:`NetrexError`:
      ├── ApiError                    the API answered a non-2xx status
      │    └── GraphQLError           the API answered GraphQL ``errors``
      ├── TransportError              network failure or timeout, after retries
-     └── TokenStoreError             a token store is unreadable, corrupt or locked
+     ├── TokenStoreError             a token store is unreadable, corrupt or locked
+     └── ClosedError                 the object was closed (also a RuntimeError)
 
 No message carries a secret: client secrets, codes, tokens, PKCE verifiers and the query
 strings of the token and revoke endpoints are redacted before they reach an exception.
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "ApiError",
     "AuthorizationDenied",
+    "ClosedError",
     "GraphQLError",
     "InvalidClient",
     "InvalidGrant",
@@ -140,3 +142,10 @@ class TokenStoreError(NetrexError):
     def __init__(self, message: str, *, store: str):
         super().__init__(message)
         self.store = store
+
+
+class ClosedError(NetrexError, RuntimeError):
+    """The client, manager, OAuth2 client or store was closed before or during the call.
+
+    Also a :class:`RuntimeError`, which is what earlier releases raised here.
+    """
