@@ -37,7 +37,7 @@ from .._redact import safe_text
 from .._retry import RetryPolicy
 from .._stores._file import FileTokenStore
 from ._commands import Context
-from ._exits import CliError, ExitCode
+from ._exits import TESTING_EXTRA, CliError, ExitCode
 from ._login import browser_login, http_browser
 from ._output import Console, format_duration, json_text
 
@@ -149,7 +149,7 @@ async def run_demo(ctx: Context) -> int:
         import graphql  # noqa: F401 - FakeNetrex needs it
     except ImportError:
         raise CliError(
-            "the demo needs the fake provider's extra: pip install 'netrex-async[testing]'"
+            f"the demo needs the fake provider (graphql-core): {TESTING_EXTRA}"
         ) from None
     # In --json mode stdout carries the JSON summary only; the story goes to stderr.
     story = Console(ctx.console.err if args.json else ctx.console.out, ctx.console.err)

@@ -29,7 +29,7 @@ from yarl import URL
 
 from .._oauth import OAuth2Client
 from .._oauth_protocol import AuthorizationRequest, OAuth2App
-from .._provider import is_loopback_host
+from .._provider import Provider, is_loopback_host
 from .._redact import safe_text
 from .._token import Token
 from ._exits import CliError, ExitCode
@@ -42,6 +42,7 @@ __all__ = [
     "browser_login",
     "http_browser",
     "paste_login",
+    "probe_provider",
     "system_browser",
 ]
 
@@ -54,6 +55,9 @@ Opener = Callable[[str], Awaitable[None]]
 _PAGE_WAIT = 60.0
 
 _PREFETCH_HEADERS = ("Purpose", "Sec-Purpose", "X-Purpose", "X-Moz")
+
+#: How long ``login`` lets the provider take to answer before the browser step.
+PROBE_TIMEOUT = 10.0
 
 
 def _is_prefetch(request: web.BaseRequest) -> bool:
@@ -296,6 +300,39 @@ class LoopbackReceiver:
         except TimeoutError:
             outcome = _Outcome(200, "Received", "Return to the terminal to see the result.")
         return _page(outcome.status, outcome.title, outcome.message)
+
+
+# -- the provider answers? -------------------------------------------------------------
+
+
+async def probe_provider(provider: Provider, *, within: float = PROBE_TIMEOUT) -> None:
+    """Check that the provider answers HTTP at all, before a person is sent to the browser.
+
+    One ``HEAD`` of the base URL, no redirect followed, nothing secret sent; any HTTP
+    answer will do (what the provider says there is not documented).
+
+    Raises:
+        CliError: No answer within ``within`` seconds: the host is mistyped, down or
+            unreachable (exit code 4).
+    """
+    timeout = aiohttp.ClientTimeout(total=within, sock_connect=min(within, 5.0))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session,
+            session.head(provider.base_url + "/", allow_redirects=False) as response,
+        ):
+            log.debug(
+                "the provider answered the probe with HTTP %s",
+                response.status,
+                extra={"event": "cli.probe"},
+            )
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        reason = "no answer in time" if isinstance(e, TimeoutError) else safe_text(e, limit=200)
+        raise CliError(
+            f"the provider {provider.base_url} does not answer ({reason}): check --provider or "
+            "NETREX_PROVIDER (a typo in the host name?) and the network",
+            ExitCode.NETWORK,
+        ) from None
 
 
 # -- openers ----------------------------------------------------------------------------

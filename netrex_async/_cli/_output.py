@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from .._redact import safe_text, scrub
 from .._token import Token
 
-__all__ = ["Console", "format_duration", "json_text"]
+__all__ = ["Console", "DebugLogging", "WarningLogging", "format_duration", "json_text"]
 
 # json.dumps(ensure_ascii=False) escapes C0 controls only; a terminal also acts on DEL,
 # C1 controls, line separators and bidi overrides.
@@ -141,6 +141,57 @@ class DebugLogging:
         self._old_level = self._logger.level
         self._logger.addHandler(self._handler)
         self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old_level)
+
+
+#: Records that the command's error line says again, with the CLI's advice: not shown twice.
+_SAID_BY_THE_ERROR = frozenset({"store.corrupt"})
+
+
+class _OneLineFormatter(logging.Formatter):
+    """``netrex-async: warning: MESSAGE (STORE)``: one scrubbed, escaped line."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self._console = console
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        store = getattr(record, "store", None)
+        if store and str(store) not in text:
+            text += f" ({store})"
+        level = "warning" if record.levelno < logging.ERROR else "error"
+        clean = safe_text(self._console.clean(text), limit=600)
+        return f"{self._console.prog}: {level}: {clean}"
+
+
+class WarningLogging:
+    """Without ``--debug``: the library's WARNING and worse records on stderr, one line each.
+
+    The library never logs a secret; the console scrubs the ones it knows anyway. Records
+    that the command's own error line repeats (a corrupt token file) are left to it. A
+    context manager, like :class:`DebugLogging`.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._handler = logging.StreamHandler(console.err)
+        self._handler.setFormatter(_OneLineFormatter(console))
+        self._handler.setLevel(logging.WARNING)
+        self._handler.addFilter(
+            lambda record: getattr(record, "event", None) not in _SAID_BY_THE_ERROR
+        )
+        self._logger = logging.getLogger("netrex_async")
+        self._old_level = self._logger.level
+
+    def __enter__(self) -> WarningLogging:
+        self._old_level = self._logger.level
+        self._logger.addHandler(self._handler)
+        if self._logger.getEffectiveLevel() > logging.WARNING:
+            self._logger.setLevel(logging.WARNING)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -32,6 +32,7 @@ async def _store_expired_token(cli: Cli, fake: FakeNetrex) -> Token:
         scopes=("read",),
     )
     await FileTokenStore(cli.token_file).save(token)
+    cli.bind()
     return token
 
 
@@ -65,9 +66,16 @@ async def test_status_json(cli: Cli, fake: FakeNetrex, browser: Browser) -> None
     assert info["can_refresh"] is True
     assert info["expired"] is False
     assert 3500 < info["expires_in"] <= 3600
-    assert info["grant"] == token.fingerprint
+    assert info["grant_fingerprint"] == token.fingerprint
+    assert info["access_token_fingerprint"] == token.access_fingerprint
     assert info["client_secret_set"] is True
     assert info["token_file"] == str(cli.token_file)
+    assert info["bound"] is True
+    assert info["refused"] is None
+    # A fingerprint is named as one: `jq -r .access_token` must not yield a fake bearer.
+    assert "access_token" not in info
+    assert "refresh_token" not in info
+    assert "grant" not in info
 
 
 async def test_status_says_when_refresh_needs_the_secret(cli: Cli, browser: Browser) -> None:
@@ -166,9 +174,9 @@ async def test_refresh_of_a_revoked_grant_asks_for_a_login(
     assert "Traceback" not in result.err
 
 
-async def test_refresh_with_the_network_down(cli: Cli, browser: Browser) -> None:
+async def test_refresh_with_the_network_down(cli: Cli, fake: FakeNetrex, browser: Browser) -> None:
     await cli.login(browser)
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    await fake.aclose()
     result = await cli("refresh")
     assert result.code == 4
     assert "network:" in result.err
@@ -201,9 +209,11 @@ async def test_revoke(cli: Cli, fake: FakeNetrex, browser: Browser) -> None:
     assert again.code == 3
 
 
-async def test_revoke_with_the_network_down_keeps_the_token(cli: Cli, browser: Browser) -> None:
+async def test_revoke_with_the_network_down_keeps_the_token(
+    cli: Cli, fake: FakeNetrex, browser: Browser
+) -> None:
     await cli.login(browser)
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    await fake.aclose()
     result = await cli("revoke")
     assert result.code == 4
     assert "--force" in result.err
@@ -329,9 +339,9 @@ async def test_query_without_a_token(cli: Cli) -> None:
     assert "netrex-async login" in result.err
 
 
-async def test_query_with_the_network_down(cli: Cli, browser: Browser) -> None:
+async def test_query_with_the_network_down(cli: Cli, fake: FakeNetrex, browser: Browser) -> None:
     await cli.login(browser)
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    await fake.aclose()
     result = await cli("query", "{me{name}}")
     assert result.code == 4
     assert "network:" in result.err
@@ -382,11 +392,13 @@ async def test_debug_tells_the_story_without_secrets(
 
 
 async def test_debug_shows_a_traceback_for_expected_failures_too(cli: Cli) -> None:
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
+    cli.env["NETREX_PROVIDER"] = down
     result = await cli("status", "--debug")  # works offline
     assert result.code == 3
     cli.token_file.parent.mkdir(mode=0o700)
     await FileTokenStore(cli.token_file).save(Token(access_token="x" * 20, refresh_token="y" * 20))
+    cli.bind(down)
     result = await cli("refresh", "--debug")
     assert result.code == 4
     assert "Traceback" in result.err

@@ -15,7 +15,7 @@ from yarl import URL
 from netrex_async import FileTokenStore
 from netrex_async.testing import FakeNetrex
 
-from .conftest import Browser, Cli, PasteInput, Result, free_port
+from .conftest import Browser, Cli, PasteInput, Result
 
 
 def _port_is_closed(port: int) -> bool:
@@ -249,10 +249,11 @@ async def test_paste_mode_with_nothing_pasted(cli: Cli) -> None:
 
 
 async def test_network_down(cli: Cli, fake: FakeNetrex) -> None:
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    # The provider answers the probe, then goes away while the person is in the browser.
     stdin, err = PasteInput(), io.StringIO()
     task = asyncio.create_task(cli("login", "--paste", stdin=stdin, err=err))
     state = URL(await _wait_for_url(err)).query["state"]
+    await fake.aclose()
     stdin.feed(str(URL(fake.redirect_uri).with_query(code="a-code-from-the-browser", state=state)))
     result = await task
     assert result.code == 4
