@@ -305,16 +305,21 @@ class LoopbackReceiver:
 # -- the provider answers? -------------------------------------------------------------
 
 
-async def probe_provider(provider: Provider, *, within: float = PROBE_TIMEOUT) -> None:
+async def probe_provider(provider: Provider, *, within: float | None = None) -> None:
     """Check that the provider answers HTTP at all, before a person is sent to the browser.
 
     One ``HEAD`` of the base URL, no redirect followed, nothing secret sent; any HTTP
     answer will do (what the provider says there is not documented).
 
+    Args:
+        provider: The provider to probe.
+        within: Seconds to wait for an answer (default :data:`PROBE_TIMEOUT`).
+
     Raises:
         CliError: No answer within ``within`` seconds: the host is mistyped, down or
             unreachable (exit code 4).
     """
+    within = PROBE_TIMEOUT if within is None else within
     timeout = aiohttp.ClientTimeout(total=within, sock_connect=min(within, 5.0))
     try:
         async with (

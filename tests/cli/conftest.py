@@ -23,7 +23,6 @@ from yarl import URL
 
 from netrex_async import set_testing
 from netrex_async._cli import amain
-from netrex_async._cli._config import AppConfig, Binding, save_config
 from netrex_async.testing import FakeNetrex
 
 
@@ -163,6 +162,8 @@ class Cli:
 
     def bind(self, provider: str | None = None, client_id: str | None = None) -> None:
         """Record the stored grant's provider and app, as `login` does."""
+        from netrex_async._cli._config import AppConfig, Binding, save_config
+
         provider = provider or self.fake.base_url
         client_id = client_id or self.fake.client_id
         self.config_file.parent.mkdir(mode=0o700, exist_ok=True)
