@@ -299,7 +299,12 @@ async def cmd_login(ctx: Context) -> int:
         if args.paste:
             async with OAuth2Client(app) as oauth:
                 token = await paste_login(
-                    oauth, scopes, console=console, stdin=ctx.stdin, within=args.timeout
+                    oauth,
+                    scopes,
+                    console=console,
+                    stdin=ctx.stdin,
+                    within=args.timeout,
+                    allow_unknown_scopes=args.allow_unknown_scope,
                 )
         else:
             opener = ctx.opener
@@ -316,6 +321,7 @@ async def cmd_login(ctx: Context) -> int:
                 opener=opener,
                 within=args.timeout,
                 any_port=args.any_port,
+                allow_unknown_scopes=args.allow_unknown_scope,
             )
         # Unbound while the token file changes: a crash in between leaves a grant that is
         # sent nowhere, never one bound to the wrong provider.

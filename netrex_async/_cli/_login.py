@@ -470,9 +470,10 @@ async def paste_login(
     console: Console,
     stdin: TextIO,
     within: float,
+    allow_unknown_scopes: bool = False,
 ) -> Token:
     """Print the URL, read the redirected URL from ``stdin``, exchange its code."""
-    request = oauth.authorization_request(scopes)
+    request = oauth.authorization_request(scopes, allow_unknown_scopes=allow_unknown_scopes)
     console.add_secret(request.code_verifier)
     console.info("Open this URL in a browser (on any machine) and approve the access:\n")
     console.info(f"  {request.url}\n")
@@ -503,6 +504,7 @@ async def browser_login(
     on_redirect_uri: Callable[[str], None] | None = None,
     make_client: Callable[[OAuth2App], OAuth2Client] = OAuth2Client,
     narrate: bool = True,
+    allow_unknown_scopes: bool = False,
 ) -> tuple[Token, OAuth2App]:
     """The loopback flow: receiver up, browser opened (or URL printed), code exchanged.
 
@@ -517,6 +519,7 @@ async def browser_login(
             demo registers it with its fake provider).
         make_client: Builds the OAuth2 client for the final app.
         narrate: Tell the person at the terminal what to do (the URL, the wait).
+        allow_unknown_scopes: Send scope names this library does not know.
 
     Returns:
         The token, and the app with the redirect URI actually used.
@@ -531,7 +534,7 @@ async def browser_login(
         if on_redirect_uri is not None:
             on_redirect_uri(receiver.redirect_uri)
         async with make_client(app) as oauth:
-            request = oauth.authorization_request(scopes)
+            request = oauth.authorization_request(scopes, allow_unknown_scopes=allow_unknown_scopes)
             console.add_secret(request.code_verifier)
             receiver.expect(request.state)
             host, port = receiver.address
