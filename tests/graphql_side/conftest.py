@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from cli.conftest import Cli
 
-from netrex_async import MemoryTokenStore, NetrexClient, OAuth2App, Scope, set_testing
+from netrex_async import MemoryTokenStore, NetrexClient, OAuth2App, Scope, Token, set_testing
 from netrex_async.testing import FakeNetrex
 
 
@@ -36,6 +38,14 @@ def app_for(fake: FakeNetrex) -> OAuth2App:
         redirect_uri=fake.redirect_uri,
         provider=fake.provider,
     )
+
+
+def expired_grant(fake: FakeNetrex) -> Token:
+    """A grant whose access token expired an hour ago, at the provider and in the token."""
+    fresh = fake.issue_token(("read",))
+    fake.expire_token(fresh)
+    now = time.time()
+    return attrs.evolve(fresh, issued_at=now - 7200, expires_at=now - 3600)
 
 
 @pytest.fixture(name="client")

@@ -19,20 +19,14 @@ from netrex_async._cli import amain
 from netrex_async.testing import FakeNetrex, Fault
 from netrex_async.testing._schema import schema as fake_schema
 
+from .conftest import expired_grant
+
 FAKE_SDL = graphql.print_schema(fake_schema())
 
 
 async def store_expired_grant(cli: Cli, fake: FakeNetrex) -> Token:
     """A stored grant whose access token expired (as after a night off)."""
-    fresh = fake.issue_token(("read",))
-    fake.expire_token(fresh)
-    token = Token(
-        access_token=fresh.access_token,
-        refresh_token=fresh.refresh_token,
-        issued_at=time.time() - 7200,
-        expires_at=time.time() - 3600,
-        scopes=("read",),
-    )
+    token = expired_grant(fake)
     await FileTokenStore(cli.token_file).save(token)
     return token
 
