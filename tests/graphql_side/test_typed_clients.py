@@ -23,14 +23,13 @@ from typing import Any
 import graphql
 import pydantic
 import pytest
-from cli.conftest import clean_env
+from cli.conftest import clean_env, free_port
 
 from netrex_async import (
     ApiError,
     GraphQLError,
     MemoryTokenStore,
     NetrexClient,
-    Scope,
 )
 from netrex_async.codegen import NetrexBaseClient, OperationResult, _json_variables
 from netrex_async.testing import FakeNetrex, Fault
@@ -42,6 +41,7 @@ from .conftest import app_for, expired_grant
 
 FAKE_SDL = graphql.print_schema(fake_schema())
 BIN = str(Path(sys.executable).parent)
+SCRIPTED_BROWSER = Path(__file__).resolve().parents[1] / "cli" / "scripted_browser.py"
 
 
 def page_file(name: str) -> str:
@@ -51,22 +51,26 @@ def page_file(name: str) -> str:
 
 
 @pytest.mark.slow
-async def test_the_page_runs_as_written(
-    fake: FakeNetrex, tmp_path: Path, secret_registry: Any
-) -> None:
-    user_token = fake.issue_token(tuple(Scope), with_refresh=False).access_token
-    secret_registry.add(user_token)
-    env = clean_env(
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        HOME=str(tmp_path),
-        NETREX_PROVIDER=fake.base_url,
-        NETREX_TOKEN=user_token,
-        NETREX_TOKEN_FILE=str(tmp_path / "token.json"),
-        MYPY_CACHE_DIR=str(tmp_path / ".mypy_cache"),
-    )
-    outputs = await run_page(tmp_path, env)
-    text = "".join(out for _, out in outputs)
-    secret_registry.check(text)
+async def test_the_page_runs_as_written(tmp_path: Path, secret_registry: Any) -> None:
+    async with FakeNetrex(redirect_uri=f"http://127.0.0.1:{free_port()}/callback") as fake:
+        env = clean_env(
+            PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+            HOME=str(tmp_path),
+            XDG_DATA_HOME=str(tmp_path / ".local" / "share"),
+            NETREX_PROVIDER=fake.base_url,
+            NETREX_CLIENT_ID=fake.client_id,
+            NETREX_CLIENT_SECRET=fake.client_secret,
+            NETREX_REDIRECT_URI=fake.redirect_uri,
+            BROWSER=f"{sys.executable} {SCRIPTED_BROWSER} %s",
+            NO_PROXY="*",
+            MYPY_CACHE_DIR=str(tmp_path / ".mypy_cache"),
+        )
+        outputs = await run_page(tmp_path, env)
+        check_page_outputs(fake, tmp_path, outputs)
+        secret_registry.check("".join(out for _, out in outputs))
+
+
+def check_page_outputs(fake: FakeNetrex, tmp_path: Path, outputs: list[tuple[Any, str]]) -> None:
     # netrex-async schema -o / --json
     assert graphql.print_schema(
         graphql.build_schema((tmp_path / "netrex.graphql").read_text())
@@ -90,12 +94,16 @@ async def test_the_page_runs_as_written(
     assert "renamed to Gate" in cameras
     assert fake.cameras[0].name == "Gate"
     assert cameras.count(" at ") == 3  # three events, each with its camera
-    assert "Success: no issues found" in by_command["mypy --strict netrex_api cameras.py"]
+    assert (
+        "Success: no issues found"
+        in by_command["mypy --strict netrex_api netrex_setup.py cameras.py"]
+    )
     # gql: schema fetched through the middleware, the typo refused locally
     gql_out = by_command["python gql_cameras.py"]
     assert all(c.name in gql_out for c in fake.cameras)
     assert "invalid: Cannot query field 'nmae'" in gql_out
     assert fake.counters.unauthorized == 0
+    assert len(fake.grants) == 1  # one login: the CLI and the scripts share its grant
 
 
 # -- the generated package, up close ---------------------------------------------------
