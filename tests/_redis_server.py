@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import pytest
 
@@ -55,17 +56,62 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def command(port: int, *args: str, timeout: float = 2.0) -> str:
-    """Send one command (RESP inline form) to 127.0.0.1:``port``; the first reply line."""
+def _resp(*args: str) -> bytes:
     parts = [f"*{len(args)}\r\n"] + [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
+    return "".join(parts).encode()
+
+
+def _reply(s: socket.socket) -> bytes:
+    """One whole reply (simple, error, integer or bulk string; arrays of those too)."""
+    data = b""
+    while not _complete(data):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _complete(data: bytes) -> bool:
+    try:
+        return _skip(data, 0) is not None
+    except ValueError:
+        return False
+
+
+def _skip(data: bytes, at: int) -> int | None:
+    """The offset after the reply that starts at ``at``, or ``None`` if incomplete."""
+    end = data.find(b"\r\n", at)
+    if end < 0:
+        return None
+    kind, head = data[at : at + 1], data[at + 1 : end]
+    if kind == b"$":
+        n = int(head)
+        if n < 0:
+            return end + 2
+        return end + 2 + n + 2 if len(data) >= end + 2 + n + 2 else None
+    if kind == b"*":
+        pos: int | None = end + 2
+        for _ in range(max(int(head), 0)):
+            assert pos is not None
+            pos = _skip(data, pos)
+            if pos is None:
+                return None
+        return pos
+    return end + 2
+
+
+def command(port: int, *args: str, password: str | None = None, timeout: float = 2.0) -> str:
+    """Send one command to 127.0.0.1:``port``; the reply as text (``+OK``, ``$3 abc``...).
+
+    With ``password``, ``AUTH`` goes first on the same connection.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall("".join(parts).encode())
-        data = b""
-        while not data.endswith(b"\r\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        if password is not None:
+            s.sendall(_resp("AUTH", password))
+            _reply(s)
+        s.sendall(_resp(*args))
+        data = _reply(s)
     return data.decode(errors="replace").strip()
 
 
@@ -92,21 +138,31 @@ class RedisServer:
     Args:
         port: The port; a free one by default.
         args: More ``redis-server`` arguments, such as ``("--replicaof", "127.0.0.1", "7000")``.
+        password: Required of clients (``--requirepass``); in :attr:`url`, and used by
+            :meth:`cli`.
     """
 
-    def __init__(self, *, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        password: str | None = None,
+    ) -> None:
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = port if port is not None else free_port()
-        self.args = args
+        self.password = password
+        self.args = args if password is None else (*args, "--requirepass", password)
         self.dir = Path(tempfile.mkdtemp(prefix=f"redis-{self.port}-"))
         self.log = self.dir / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://[:PASSWORD@]127.0.0.1:PORT/0``."""
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -148,8 +204,12 @@ class RedisServer:
         return self.cli("PING", timeout=0.5) == "+PONG"
 
     def cli(self, *args: str, timeout: float = 2.0) -> str:
-        """Run one command on this server; returns the first reply line (``+OK``...)."""
-        return command(self.port, *args, timeout=timeout)
+        """Run one command on this server; returns the reply as text (``+OK``...)."""
+        return command(self.port, *args, password=self.password, timeout=timeout)
+
+    def role(self) -> str:
+        """``master`` or ``slave``, from ``ROLE``."""
+        return self.cli("ROLE").split("\r\n")[2]
 
     def kill(self) -> None:
         """SIGKILL the server (paused or not) and reap it; new connections are refused."""
@@ -179,13 +239,16 @@ class RedisServer:
 
     def replica(self) -> RedisServer:
         """A new server (not started yet) that replicates this one."""
-        return RedisServer(args=("--replicaof", "127.0.0.1", str(self.port)))
+        args: tuple[str, ...] = ("--replicaof", "127.0.0.1", str(self.port))
+        if self.password is not None:
+            args = (*args, "--masterauth", self.password)
+        return RedisServer(args=args, password=self.password)
 
     def wait_for_replication(self, replica: RedisServer, deadline: float = 10.0) -> None:
         """Wait until ``replica`` has finished its first sync from this server."""
         _wait(
             f"replica {replica.port} in sync",
-            lambda: "master_link_status:up" in _info(replica.port, "replication"),
+            lambda: "master_link_status:up" in replica.cli("INFO", "replication"),
             deadline,
             replica.log,
         )
@@ -202,26 +265,6 @@ class RedisServer:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _info(port: int, section: str) -> str:
-    """The text of ``INFO section`` (a bulk reply, read whole)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(f"*2\r\n$4\r\nINFO\r\n${len(section)}\r\n{section}\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            data += chunk
-            if not chunk or (b"\r\n" in data and _bulk_done(data)):
-                break
-    return data.decode(errors="replace")
-
-
-def _bulk_done(data: bytes) -> bool:
-    head, _, rest = data.partition(b"\r\n")
-    if not head.startswith(b"$"):
-        return True
-    return len(rest) >= int(head[1:]) + 2
 
 
 class RedisSentinel(RedisServer):
@@ -256,42 +299,40 @@ class RedisSentinel(RedisServer):
             f"sentinel failover-timeout {s} 3000\n"
             f"sentinel parallel-syncs {s} 1\n"
         )
+        if self.master.password is not None:
+            with conf.open("a") as f:
+                quoted = self.master.password.replace("\\", "\\\\").replace('"', '\\"')
+                f.write(f'sentinel auth-pass {s} "{quoted}"\n')
         return [REDIS_SERVER, str(conf), "--sentinel"]
 
     def master_port(self) -> int:
         """The master's port as this sentinel sees it now."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            name = self.service
-            s.sendall(
-                f"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n"
-                f"${len(name)}\r\n{name}\r\n".encode()
-            )
-            data = s.recv(65536).decode()
-        # *2 $9 127.0.0.1 $4 7000
-        return int(data.split("\r\n")[4])
+        reply = self.cli("SENTINEL", "get-master-addr-by-name", self.service)
+        return int(reply.split("\r\n")[4])  # *2 $9 127.0.0.1 $4 7000
 
     def wait_for_replica(self, replica: RedisServer, deadline: float = 20.0) -> None:
         """Wait until the master has ``replica`` in sync and this sentinel knows it."""
         self.master.wait_for_replication(replica, deadline)
 
         def known() -> bool:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                name = self.service
-                s.sendall(
-                    f"*3\r\n$8\r\nSENTINEL\r\n$8\r\nREPLICAS\r\n${len(name)}\r\n{name}\r\n".encode()
-                )
-                time.sleep(0.05)
-                data = s.recv(65536).decode()
-            return str(replica.port) in data and "s_down" not in data
+            data = self.cli("SENTINEL", "REPLICAS", self.service).split("\r\n")
+            # *1 *42 then names and values: $4 port $5 12345 ... $5 flags $5 slave
+            fields = dict(zip(data[3::4], data[5::4], strict=False))
+            return fields.get("port") == str(replica.port) and fields.get("flags") == "slave"
 
         _wait(f"sentinel {self.port} knowing replica {replica.port}", known, deadline, self.log)
 
     def failover(self, deadline: float = 20.0) -> int:
         """``SENTINEL FAILOVER``, then wait until the sentinel names a new master; its port."""
         old = self.master_port()
-        reply = self.cli("SENTINEL", "FAILOVER", self.service)
-        if reply != "+OK":
-            raise RuntimeError(f"SENTINEL FAILOVER: {reply}")
+        replies = []
+
+        def started() -> bool:
+            # NOGOODSLAVE while the sentinel's view of the replica is not fresh yet.
+            replies.append(self.cli("SENTINEL", "FAILOVER", self.service))
+            return replies[-1] == "+OK"
+
+        _wait(f"SENTINEL FAILOVER (last: {replies[-1:]})", started, deadline, self.log)
         _wait("failover", lambda: self.master_port() != old, deadline, self.log)
         return self.master_port()
 
