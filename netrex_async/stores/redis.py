@@ -10,7 +10,11 @@ try:
     from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
     from redis.asyncio.lock import Lock
     from redis.asyncio.retry import Retry
-    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+    from redis.asyncio.sentinel import (
+        Sentinel,
+        SentinelConnectionPool,
+        SentinelManagedConnection,
+    )
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import LockNotOwnedError, RedisError
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
@@ -84,6 +88,34 @@ class _Lock(Lock):
     async def do_acquire(self, token: str | bytes) -> bool:
         self.sent_at = asyncio.get_running_loop().time()
         return await super().do_acquire(token)
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, asking the sentinels on every (re)connect.
+
+    redis-py (up to 8.1 at least, redis/redis-py#3874) asks the sentinels for the master
+    only when a pooled connection is first connected: a retry of a command reconnects to
+    the address it had, so after a failover every retry goes to the demoted master and
+    gets ``READONLY`` again (or a refused connection). Here the master's address is looked
+    up in every socket connect instead.
+    """
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def _connect_retry(self) -> None:
+        if self._reader or not self.connection_pool.is_master:
+            await super()._connect_retry()  # type: ignore[no-untyped-call]
+            return
+        await self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    """The same over TLS."""
 
 
 class _Hold:
@@ -246,6 +278,9 @@ class RedisTokenStore(AsyncClosing):
                 raise TypeError("a Sentinel needs service_name= (the name of the master)")
             own = url_or_client.connection_kwargs
             extra = {k: v for k, v in settings.items() if own.get(k) is None}
+            if "connection_class" not in own:
+                ssl = bool(own.get("ssl"))
+                extra["connection_class"] = _SentinelSSLConnection if ssl else _SentinelConnection
             self._client = url_or_client.master_for(service_name, **extra)
             self._owns_client = True  # made here; the Sentinel itself stays the caller's
         elif isinstance(url_or_client, aioredis.Redis):
@@ -275,7 +310,9 @@ class RedisTokenStore(AsyncClosing):
                 **auth,
                 db=db,
             )
-            master: aioredis.Redis = self._sentinel.master_for(service)
+            master: aioredis.Redis = self._sentinel.master_for(
+                service, connection_class=_SentinelConnection
+            )
             return master
         try:
             return aioredis.Redis.from_url(url, **settings)
