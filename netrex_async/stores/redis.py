@@ -166,10 +166,14 @@ class RedisTokenStore(AsyncClosing):
 
     and is cut off there (:class:`TokenStoreError`) whatever the client does; acquiring
     the lock ends within ``lock_timeout + operation_timeout``; :meth:`aclose` returns
-    within about ``2 * 2`` s even when Redis hangs. A client you pass in keeps its own
-    settings; the cut-offs above still hold.
+    within 6 s (three grace periods of 2 s) even when Redis hangs. Timeouts given in
+    the URL count in ``operation_timeout``. A client you pass in keeps its own settings;
+    the cut-offs above, computed from the arguments, still hold.
 
-    **Redis Sentinel.** ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``
+    **Redis Sentinel.** A URL of the form::
+
+        redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
+
     names the sentinels (port 26379 by default; IPv6 hosts in brackets), the service
     (master) name and the database (0 by default). The credentials, percent-encoded,
     authenticate to the master; sentinels that need a password of their own take it
@@ -254,11 +258,8 @@ class RedisTokenStore(AsyncClosing):
             raise TypeError("retries must be an int")
         if retries < 0:
             raise ValueError("retries must be 0 or more")
-        if operation_timeout is None:
-            attempt = connect_timeout + socket_timeout
-            self._op_timeout = (retries + 1) * attempt + _backoff_total(retries)
-        else:
-            self._op_timeout = _seconds(
+        if operation_timeout is not None:
+            operation_timeout = _seconds(
                 "operation_timeout", operation_timeout, minimum=0, exclusive=True
             )
         settings: dict[str, Any] = {
@@ -291,6 +292,14 @@ class RedisTokenStore(AsyncClosing):
                 "url_or_client must be a Redis URL, a redis.asyncio.Redis client or a "
                 f"redis.asyncio.sentinel.Sentinel, not {type(url_or_client).__name__}"
             )
+        if operation_timeout is None:
+            # What the client really got: a URL's query may have set other timeouts.
+            given = self._client.connection_pool.connection_kwargs if self._owns_client else {}
+            socket_timeout = given.get("socket_timeout") or socket_timeout
+            connect_timeout = given.get("socket_connect_timeout") or connect_timeout
+            attempt = connect_timeout + socket_timeout
+            operation_timeout = (retries + 1) * attempt + _backoff_total(retries)
+        self._op_timeout: float = operation_timeout
         self._server, self._secrets = _describe(self._client)
         self._task_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()

@@ -124,6 +124,7 @@ def test_url_query_wins_over_the_arguments() -> None:
     assert kwargs["socket_connect_timeout"] == 1.0
     assert kwargs["health_check_interval"] == 3
     assert kwargs["retry"].get_retries() == 1
+    assert store.operation_timeout == pytest.approx(2 * (2 + 1) + 0.2)
     assert RedisTokenStore("redis://x", key="k", operation_timeout=3).operation_timeout == 3
 
 
