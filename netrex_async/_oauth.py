@@ -56,6 +56,11 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _wall_clock() -> float:
+    """``time.time()``, looked up at each call (so a test may stand in a clock of its own)."""
+    return time.time()
+
+
 def _transport_error(exc: BaseException, request: TokenRequest, what: str) -> TransportError:
     detail = type(exc).__name__
     text = str(exc)
@@ -91,16 +96,16 @@ class OAuth2Client(AsyncClosing):
             call, every attempt included.
         timeout: aiohttp timeouts for each attempt (its ``total`` is cut to what is left
             of the call's deadline).
-        clock: Epoch seconds now: the one clock that stamps tokens (``issued_at``,
-            ``expires_at``) and judges the age of authorization requests. A
-            :class:`TokenManager` judges tokens with the same clock by default.
+        clock: Epoch seconds now (default: ``time.time``): the one clock that stamps
+            tokens (``issued_at``, ``expires_at``) and judges the age of authorization
+            requests. A :class:`TokenManager` judges tokens with the same clock by default.
     """
 
     app: OAuth2App
     _session: aiohttp.ClientSession | None = attrs.field(default=None, alias="session")
     retry: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
     timeout: aiohttp.ClientTimeout = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True)
-    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True)
+    clock: Callable[[], float] = attrs.field(factory=lambda: _wall_clock, kw_only=True)
     _owns_session: bool = attrs.field(init=False, default=False)
     # state -> when its request expires; pruned, since a stale state is refused anyway
     _used_states: dict[str, float] = attrs.field(init=False, factory=dict)
