@@ -116,7 +116,8 @@ def time_left() -> float | None:
     """Seconds until the deadline of the innermost :func:`call` running in this task.
 
     ``None`` outside a call. An attempt uses it to cap timeouts of its own (so that a
-    per-attempt client timeout never outlasts the call's deadline).
+    per-attempt client timeout never outlasts the call's deadline). Inside nested calls it
+    is the nearest of their deadlines.
     """
     deadline = _DEADLINE.get()
     if deadline is None:
@@ -131,12 +132,17 @@ class Transient(Exception):
         final: The error the caller sees when no retry follows. Its message must carry
             no secret (it is logged at each retry).
         retry_after: Seconds the server asked to wait (``Retry-After``), if it did.
+
+    Raises:
+        TypeError: ``final`` is not a :class:`NetrexError`.
     """
 
     final: NetrexError
     retry_after: float | None
 
     def __init__(self, final: NetrexError, *, retry_after: float | None = None) -> None:
+        if not isinstance(final, NetrexError):
+            raise TypeError(f"Transient(final=...) takes a NetrexError, not {type(final)!r}")
         super().__init__(str(final))
         self.final = final
         self.retry_after = retry_after
@@ -257,7 +263,8 @@ async def call(
         # Never past the deadline, whatever the clock did since the wait was decided.
         await asyncio.sleep(max(0.0, min(seconds, deadline - loop.time())))
 
-    token = _DEADLINE.set(deadline)
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(deadline if outer is None else min(deadline, outer))
     number = 0
     ended: Transient | _DeadlinePassed
     try:

@@ -331,3 +331,72 @@ def test_worst_case_is_max_time_plus_the_cleanup_slack() -> None:
     assert worst_case(RetryPolicy(max_time=2.5)) == 2.5 + CLEANUP_SLACK
     assert RetryPolicy(max_time=12).deadline == 12
     assert 0 < CLEANUP_SLACK <= 2
+
+
+async def test_an_attempt_that_turns_the_deadline_into_a_transient_still_ends_there() -> None:
+    # An attempt that catches the deadline's cancellation and reports a transient fault
+    # (as a wrapper around some client might): the call ends at the deadline all the same,
+    # naming that fault, and does not retry into overtime.
+    async def step() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise Transient(TransportError("read timed out")) from None
+        raise AssertionError("unreachable")
+
+    script = Script(step)
+    with pytest.raises(TransportError) as info:
+        await run(script, RetryPolicy(max_time=9))
+    assert now() == 9
+    assert script.starts == [0]
+    assert str(info.value).endswith("in attempt 1; it failed: read timed out")
+
+
+async def test_nested_calls_see_the_nearest_deadline() -> None:
+    seen: list[float | None] = []
+
+    async def inner() -> str:
+        seen.append(time_left())
+        return "inner"
+
+    async def outer() -> str:
+        await asyncio.sleep(6)
+        return await call(inner, RetryPolicy(max_time=60), logger=LOG, event="e", what="inner")
+
+    assert await run(Script(outer), RetryPolicy(max_time=10)) == "inner"
+    assert seen == [4]
+
+
+def test_a_transient_takes_a_netrex_error_only() -> None:
+    with pytest.raises(TypeError, match="NetrexError"):
+        Transient(ValueError("no"))  # type: ignore[arg-type]
+    t = Transient(TransportError("reset"), retry_after=2.5)
+    assert (str(t), t.retry_after) == ("reset", 2.5)
+
+
+SECRET = "rt-Secr3t-in-a-chained-error-0a1b2c3d"
+
+
+@pytest.mark.parametrize("ending", ["attempts", "deadline"])
+async def test_no_chained_secret_leaves_the_call(
+    ending: str, secret_registry: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An attempt raises its Transient while handling an error that quotes a secret (as
+    # an aiohttp error may quote a URL): neither the final error nor the deadline error,
+    # nor any log line, may carry that error along.
+    caplog.set_level(logging.DEBUG, logger=LOG.name)
+
+    async def leaky() -> str:
+        try:
+            raise OSError(f"connection reset while sending refresh_token={SECRET}")
+        except OSError:
+            raise Transient(TransportError("connection reset")) from None
+
+    steps = [leaky] if ending == "attempts" else [leaky, hang()]
+    with pytest.raises(TransportError) as info:
+        await run(Script(*steps), RetryPolicy(attempts=3, max_time=10))
+    assert ("deadline" in str(info.value)) == (ending == "deadline")
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
+    secret_registry.add(SECRET)  # type: ignore[attr-defined]
+    secret_registry.check(info.value, *caplog.records)  # type: ignore[attr-defined]
