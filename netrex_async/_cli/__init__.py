@@ -23,6 +23,7 @@ from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, c
 from ._exits import TESTING_EXTRA, CliError, ExitCode, describe
 from ._login import Opener
 from ._output import Console, DebugLogging, WarningLogging
+from ._schema import add_schema_parser, cmd_schema
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
     )
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
+    add_schema_parser(sub, [common, app_opts, bind])
 
     demo = sub.add_parser(
         "demo",
@@ -342,6 +344,7 @@ _COMMANDS: Mapping[str, Callable[[Context], Awaitable[int]]] = {
     "refresh": cmd_refresh,
     "revoke": cmd_revoke,
     "query": cmd_query,
+    "schema": cmd_schema,
     "demo": _demo,
 }
 
@@ -385,7 +388,10 @@ async def amain(
     # --debug: the whole story; otherwise the library's warnings, one line each.
     logs = DebugLogging(console) if args.debug else WarningLogging(console)
     with logs:
-        return await _run(ctx, args.command, args.debug)
+        code = await _run(ctx, args.command, args.debug)
+        if isinstance(logs, WarningLogging):
+            logs.finish(ok=code == ExitCode.OK)
+        return code
 
 
 async def _run(ctx: Context, command: str, debug: bool) -> int:

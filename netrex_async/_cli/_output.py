@@ -148,10 +148,6 @@ class DebugLogging:
         self._logger.setLevel(self._old_level)
 
 
-#: Records that the command's error line says again, with the CLI's advice: not shown twice.
-_SAID_BY_THE_ERROR = frozenset({"store.corrupt"})
-
-
 class _OneLineFormatter(logging.Formatter):
     """``netrex-async: warning: MESSAGE (STORE)``: one scrubbed, escaped line."""
 
@@ -169,31 +165,59 @@ class _OneLineFormatter(logging.Formatter):
         return f"{self._console.prog}: {level}: {clean}"
 
 
+class _Held(logging.Handler):
+    """Keeps ERROR records until the command's outcome is known."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 class WarningLogging:
     """Without ``--debug``: the library's WARNING and worse records on stderr, one line each.
 
-    The library never logs a secret; the console scrubs the ones it knows anyway. Records
-    that the command's own error line repeats (a corrupt token file) are left to it. A
-    context manager, like :class:`DebugLogging`.
+    WARNING records are shown at once. An ERROR record comes just before the exception
+    that ends the command, whose own error line (with the CLI's advice) says it again:
+    so ERROR records are held, and shown only if the command succeeds anyway (the library
+    got over it). The library never logs a secret; the console scrubs the ones it knows
+    anyway. A context manager, like :class:`DebugLogging`; call :meth:`finish` with the
+    outcome before it exits.
     """
 
     def __init__(self, console: Console) -> None:
         self._handler = logging.StreamHandler(console.err)
         self._handler.setFormatter(_OneLineFormatter(console))
         self._handler.setLevel(logging.WARNING)
-        self._handler.addFilter(
-            lambda record: getattr(record, "event", None) not in _SAID_BY_THE_ERROR
-        )
+        self._handler.addFilter(lambda record: record.levelno < logging.ERROR)
+        self._held = _Held()
         self._logger = logging.getLogger("netrex_async")
         self._old_level = self._logger.level
 
     def __enter__(self) -> WarningLogging:
         self._old_level = self._logger.level
         self._logger.addHandler(self._handler)
+        self._logger.addHandler(self._held)
         if self._logger.getEffectiveLevel() > logging.WARNING:
             self._logger.setLevel(logging.WARNING)
         return self
 
+    def finish(self, ok: bool) -> None:
+        """Show the held ERROR records if the command succeeded; drop them otherwise."""
+        held, self._held.records = self._held.records, []
+        if ok:
+            for record in held:
+                # Past the handler's filter, which keeps ERROR records out while running.
+                self._handler.acquire()
+                try:
+                    self._handler.stream.write(self._handler.format(record) + "\n")
+                    self._handler.flush()
+                finally:
+                    self._handler.release()
+
     def __exit__(self, *exc_info: object) -> None:
         self._logger.removeHandler(self._handler)
+        self._logger.removeHandler(self._held)
         self._logger.setLevel(self._old_level)

@@ -625,3 +625,19 @@ async def test_the_demos_final_figures_agree_with_its_summary(
     assert f" {requests:,} requests" in final
     assert sum(f" {requests:,} requests" in line for line in progress) == 1  # once
     assert "(+1 while the workers stopped" in result.out
+
+
+def test_error_records_wait_for_the_outcome() -> None:
+    """An ERROR record precedes the exception whose error line says it again: held."""
+    from netrex_async._cli._output import Console, WarningLogging
+
+    for ok in (True, False):
+        out, err = io.StringIO(), io.StringIO()
+        with WarningLogging(Console(out, err)) as logs:
+            logging.getLogger("netrex_async.manager").error("the refresh failed for good")
+            logging.getLogger("netrex_async.stores").warning("at once")
+            assert err.getvalue() == "netrex-async: warning: at once\n"
+            logs.finish(ok=ok)
+        shown = "netrex-async: error: the refresh failed for good\n" if ok else ""
+        assert err.getvalue() == "netrex-async: warning: at once\n" + shown
+        assert out.getvalue() == ""
