@@ -361,6 +361,9 @@ async def amain(
     """Run one command in the running event loop; return its exit code.
 
     The streams, the environment and the browser can be replaced (tests script them).
+
+    Raises:
+        BrokenPipeError: Stdout's reader went away; :func:`main` ends quietly (141).
     """
     console = Console(stdout or sys.stdout, stderr or sys.stderr, prog=PROG)
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 _NEEDS_ASYNCIO = (
-    "the netrex_async fixtures need pytest-asyncio: pip install 'pytest-asyncio>=0.26' "
+    "the netrex_async fixtures need pytest-asyncio: pip install pytest-asyncio "
     "(or the test extra: pip install -e '.[test]' in a clone of netrex_async)"
 )
 
