@@ -428,7 +428,9 @@ class NetrexClient(AsyncClosing):
             raise_for_status: Raise :class:`ApiError` for a non-2xx answer.
 
         Raises:
-            ApiError, TransportError, ReauthorizationRequired.
+            ApiError: A non-2xx answer (with ``raise_for_status``).
+            TransportError: The provider could not be reached (after retries).
+            ReauthorizationRequired: The grant is gone.
         """
         if "://" in path:
             raise ValueError("request() takes a path at the provider, not a full URL")
