@@ -52,9 +52,10 @@ def plot(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> None:
     concurrencies = sorted(summary, key=int)
     names = [n for n in LABELS if any(n in summary[c] for c in concurrencies)]
     names += sorted({n for c in concurrencies for n in summary[c]} - {*names, "raw-aiohttp"})
+    # One panel per concurrency, stacked: the page is narrow, a reader scrolls.
     fig, axes = plt.subplots(
-        1, len(concurrencies), figsize=(4.2 * len(concurrencies), 0.55 * len(names) + 1.6),
-        sharey=True,
+        len(concurrencies), 1, figsize=(7.5, (0.34 * len(names) + 0.75) * len(concurrencies) + 0.9),
+        sharex=True,
     )
     if len(concurrencies) == 1:
         axes = [axes]
@@ -81,19 +82,19 @@ def plot(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> None:
         raw = per.get("raw-aiohttp", {}).get("throughput")
         title = f"concurrency {conc}"
         if raw:
-            title += f"\nraw aiohttp = 1.00 ({float(raw):,.0f} calls/s)"
-        ax.set_title(title, fontsize=10)
+            title += f" (raw aiohttp = 1.00: {float(raw):,.0f} calls/s)"
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_yticks(y)
+        ax.set_yticklabels([LABELS.get(n, n) for n in names], fontsize=9)
         ax.set_xlim(0, 1.14)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.grid(axis="x", color="#eeeeee")
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-    axes[0].set_yticks(y)
-    axes[0].set_yticklabels([LABELS.get(n, n) for n in names], fontsize=9)
-    axes[-1].legend(loc="lower right", bbox_to_anchor=(1.0, -0.22), fontsize=8, frameon=False)
+    axes[-1].legend(loc="upper right", bbox_to_anchor=(1.0, -0.12), fontsize=8, frameon=False)
     fig.suptitle(
-        "Authenticated GraphQL calls per second, as a ratio to raw aiohttp (higher is better)",
+        "Authenticated GraphQL calls per second,\nas a ratio to raw aiohttp (higher is better)",
         fontsize=11,
     )
     fig.tight_layout()

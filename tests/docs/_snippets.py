@@ -233,12 +233,25 @@ class PageRun:
                 "__name__": "__docs__",
                 "input": self._input(threaded, fake),
             }
-            with asyncio.Runner() as runner:
-                try:
-                    for block in blocks:
-                        self._one(block, runner, namespace, env, fake)
-                finally:
-                    self._delete_redis_keys(runner)
+            failure: list[BaseException] = []
+
+            def page() -> None:
+                with asyncio.Runner() as runner:
+                    try:
+                        for block in blocks:
+                            self._one(block, runner, namespace, env, fake)
+                    except BaseException as e:  # handed to the test's thread
+                        failure.append(e)
+                    finally:
+                        self._delete_redis_keys(runner)
+
+            # A thread of its own: the page's event loop (and any asyncio.run() in it) sets
+            # and unsets that thread's current loop, never the one of the test's thread.
+            thread = threading.Thread(target=page, name=f"docs page {self.path}")
+            thread.start()
+            thread.join()
+            if failure:
+                raise failure[0]
 
     def _one(
         self,
