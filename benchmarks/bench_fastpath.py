@@ -45,6 +45,7 @@ async def per_await(fn: Callable[[], Awaitable[Any]], n: int, repeats: int) -> l
 
 class _Answer:
     status = 200
+    headers: Any = {"Content-Type": "text/plain"}  # not JSON: the middleware reads no body
 
 
 async def main() -> None:

@@ -16,31 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import _common as c
-
-
-def event(i: int) -> dict[str, Any]:
-    """One camera event, shaped like what a collector pages through."""
-    return {
-        "id": f"evt-{i:08d}",
-        "camera": {"id": f"cam-{i % 17}", "name": f"Camera {i % 17} \u2013 Entrance"},
-        "type": "motion" if i % 3 else "line_crossing",
-        "startedAt": f"2026-12-01T10:{i % 60:02d}:{(i * 7) % 60:02d}Z",
-        "duration": round(1.5 + (i % 40) * 0.25, 2),
-        "score": (i * 37 % 100) / 100,
-        "tags": ["person", "outdoor"] if i % 2 else ["vehicle"],
-        "thumbnail": f"https://cdn.example.com/thumbs/{i:08d}.jpg",
-        "acknowledged": bool(i % 5 == 0),
-        "note": None,
-    }
+from _servers import answer_of
 
 
 def answers() -> dict[str, bytes]:
-    tiny = b'{"data":{"cameraList":[{"name":"Entrance"},{"name":"Yard"},{"name":"Garage"}]}}'
-    events: list[dict[str, Any]] = []
-    while len(json.dumps({"data": {"events": events}}).encode()) < 60_000:
-        events.append(event(len(events)))
-    big = json.dumps({"data": {"events": events}}, ensure_ascii=False).encode()
-    return {"tiny": tiny, "60KB": big}
+    return {"tiny": answer_of(0), "60KB": answer_of(60_000)}
 
 
 def codecs() -> dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]]:

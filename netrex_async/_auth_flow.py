@@ -118,21 +118,26 @@ class Answer:
         self.response = response
         self._data: Any = _UNSET
 
+    def decode(self) -> None:
+        """Decode the body now, once; :meth:`json` then returns (or raises) at no cost."""
+        if self._data is _UNSET:
+            if self.body is None:
+                self._data = ValueError("the body was not read")
+                return
+            try:
+                self._data = _json.loads(self.body)
+            except ValueError as e:
+                self._data = e
+
     def json(self) -> Any:
         """The body decoded as JSON (decoded once, then kept).
 
         Raises:
             ValueError: No body was read, or it is not JSON.
         """
+        if self._data is _UNSET:
+            self.decode()
         data = self._data
-        if data is _UNSET:
-            if self.body is None:
-                raise ValueError("the body was not read")
-            try:
-                data = _json.loads(self.body)
-            except ValueError as e:
-                data = e
-            self._data = data
         if isinstance(data, ValueError):
             raise ValueError(str(data))
         return data

@@ -461,7 +461,9 @@ class NetrexClient(AsyncClosing):
             body = _json.dumps(full)
         if retry is None:
             retry = not is_mutation(query)
-        answer = await self._call("POST", self._graphql_url, body, self._json_headers, retry)
+        answer = await self._call(
+            "POST", self._graphql_url, body, self._json_headers, retry, parse=True
+        )
         return self._graphql_data(answer)
 
     async def request(
@@ -516,7 +518,14 @@ class NetrexClient(AsyncClosing):
         return result
 
     async def _call(
-        self, method: str, url: URL, data: Any, headers: Mapping[str, str], retry: bool
+        self,
+        method: str,
+        url: URL,
+        data: Any,
+        headers: Mapping[str, str],
+        retry: bool,
+        *,
+        parse: bool = False,
     ) -> Answer:
         """One API call under the deadline: the first attempt here, retries by call()."""
         policy = self.retry
@@ -526,7 +535,7 @@ class NetrexClient(AsyncClosing):
         scope = asyncio.timeout_at(deadline)
         try:
             async with scope:
-                return await self._attempt(method, url, data, headers)
+                return await self._attempt(method, url, data, headers, parse)
         except Transient as t:
             first = t
         except TimeoutError:
@@ -547,7 +556,7 @@ class NetrexClient(AsyncClosing):
         async def again() -> Answer:
             if replay:
                 raise replay.pop()
-            return await self._attempt(method, url, data, headers)
+            return await self._attempt(method, url, data, headers, parse)
 
         return await call(
             again,
@@ -558,7 +567,7 @@ class NetrexClient(AsyncClosing):
         )
 
     async def _attempt(
-        self, method: str, url: URL, data: Any, headers: Mapping[str, str]
+        self, method: str, url: URL, data: Any, headers: Mapping[str, str], parse: bool
     ) -> Answer:
         """One attempt: the 401 flow over this client's session; errors at the boundary."""
         if self._closed:
@@ -567,7 +576,7 @@ class NetrexClient(AsyncClosing):
         retryable = True
         try:
             async with self._slots:
-                answer = await self._drive(method, url, data, headers)
+                answer = await self._drive(method, url, data, headers, parse)
         except NetrexError:
             raise  # the flow's own verdicts (a refused redirect, a dead grant...)
         except aiohttp.ClientResponseError as e:
@@ -598,7 +607,9 @@ class NetrexClient(AsyncClosing):
             raise Transient(failure)
         raise failure
 
-    async def _drive(self, method: str, url: URL, data: Any, headers: Mapping[str, str]) -> Answer:
+    async def _drive(
+        self, method: str, url: URL, data: Any, headers: Mapping[str, str], parse: bool
+    ) -> Answer:
         # The client's own driver of the flow: sets the header itself, follows
         # same-origin redirects through the flow, reads each answer whole (bounded).
         # Its token and invalidate steps are the middleware's, written out again rather
@@ -630,6 +641,10 @@ class NetrexClient(AsyncClosing):
                     middlewares=middlewares,
                 ) as resp:
                     value = Answer(resp.status, resp.headers, await self._read(resp), resp)
+                if parse:
+                    # A GraphQL answer is decoded anyway: decoded here, once, the rejection
+                    # rule reads its errors instead of searching the body for a word.
+                    value.decode()
             try:
                 step = flow.send(value)
             except StopIteration as stop:

@@ -475,3 +475,42 @@ async def test_nothing_is_logged_for_a_successful_call(api, caplog):
         for _ in range(20):
             await client.graphql("{a}")
         assert caplog.records == []
+
+
+async def test_aclose_closes_what_it_made_newest_first_each_even_if_one_fails(
+    api, caplog, monkeypatch
+):
+    _, provider = api
+    from netrex_async import OAuth2App, OAuth2Client
+
+    app = OAuth2App(
+        client_id="c", client_secret="s", redirect_uri="http://127.0.0.1/cb", provider=provider
+    )
+    client = NetrexClient.from_app(app, MemoryTokenStore(make_token(1, lifetime=3600)))
+    session = client.session  # made now: the newest resource
+    order: list[str] = []
+    close_session, close_oauth = aiohttp.ClientSession.close, OAuth2Client.aclose
+
+    async def session_close(self) -> None:
+        order.append("session")
+        await close_session(self)
+
+    async def manager_close(self) -> None:
+        order.append("manager")
+        raise OSError("the store hung up")
+
+    async def oauth_close(self) -> None:
+        order.append("oauth")
+        await close_oauth(self)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "close", session_close)
+    monkeypatch.setattr(TokenManager, "aclose", manager_close)
+    monkeypatch.setattr(OAuth2Client, "aclose", oauth_close)
+    await client.aclose()
+    assert order == ["session", "manager", "oauth"]
+    assert session.closed
+    assert client.auth.oauth._closed  # type: ignore[attr-defined]
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "close_failed"]
+    assert len(failed) == 1 and "TokenManager" in failed[0].getMessage()
+    await client.aclose()  # a second close does nothing
+    assert order == ["session", "manager", "oauth"]
