@@ -16,7 +16,7 @@ import collections
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self, overload
 
 import aiohttp
 import attrs
@@ -24,7 +24,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _json, _log
+from . import _json, _log, _schema_fetch
 from ._auth_flow import (
     TOKEN,
     Answer,
@@ -459,10 +459,8 @@ class NetrexClient(AsyncClosing):
             if operation_name is not None:
                 full["operationName"] = operation_name
             body = _json.dumps(full)
-        if retry is None:
-            retry = not is_mutation(query)
         answer = await self._call(
-            "POST", self._graphql_url, body, self._json_headers, retry, parse=True
+            "POST", self._graphql_url, body, self._json_headers, retry, query=query
         )
         return self._graphql_data(answer)
 
@@ -508,8 +506,6 @@ class NetrexClient(AsyncClosing):
         if json_body is not None:
             data = _json.dumps(json_body)  # a TypeError here is the caller's argument
             extra.setdefault("Content-Type", "application/json")
-        if retry is None:
-            retry = method in _IDEMPOTENT
         answer = await self._call(method, url, data, extra, retry)
         assert answer.body is not None
         result = ApiResponse(answer.status, answer.headers, answer.body)
@@ -523,11 +519,17 @@ class NetrexClient(AsyncClosing):
         url: URL,
         data: Any,
         headers: Mapping[str, str],
-        retry: bool,
+        retry: bool | None,
         *,
-        parse: bool = False,
+        query: str | None = None,
     ) -> Answer:
-        """One API call under the deadline: the first attempt here, retries by call()."""
+        """One API call under the deadline: the first attempt here, retries by call().
+
+        ``query``: the GraphQL document of a :meth:`graphql` call (its answer is decoded
+        in the attempt; ``retry=None`` then means "unless it is a mutation", decided only
+        when a retry is in question).
+        """
+        parse = query is not None
         policy = self.retry
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.max_time
@@ -547,6 +549,8 @@ class NetrexClient(AsyncClosing):
                 f"{what} gave up after {policy.max_time:g} s (the retry deadline), in attempt 1"
             )
         left = deadline - loop.time()
+        if retry is None:
+            retry = not is_mutation(query) if query is not None else method in _IDEMPOTENT
         if not retry or policy.attempts <= 1 or left <= 0:
             raise first.final
         # The retry loop is call()'s, and it decides from this first failure as from any
@@ -810,6 +814,32 @@ class NetrexClient(AsyncClosing):
             + (f" ({kind})" if kind else "")
             + (f": {text}" if text else "")
         )
+
+    # -- schema ------------------------------------------------------------------------
+
+    @overload
+    async def schema(self, *, as_json: Literal[False] = False) -> str: ...
+    @overload
+    async def schema(self, *, as_json: Literal[True]) -> dict[str, Any]: ...
+    async def schema(self, *, as_json: bool = False) -> str | dict[str, Any]:
+        """The provider's schema as SDL text, from the standard introspection query.
+
+        The query is an ordinary authenticated call (tokens, retries, errors as for
+        :meth:`graphql`). SDL needs graphql-core: ``pip install 'netrex-async[graphql]'``.
+
+        Args:
+            as_json: Return the introspection ``data`` (``{"__schema": ...}``) instead,
+                which needs no extra.
+
+        Raises:
+            ExtraRequired: SDL was asked for and graphql-core is not installed (nothing
+                is sent then).
+            ApiError: The answer is not a schema (introspection may be turned off).
+            GraphQLError, TransportError, ReauthorizationRequired: As for :meth:`graphql`.
+        """
+        if as_json:
+            return await _schema_fetch.fetch_introspection(self)
+        return await _schema_fetch.fetch_sdl(self)
 
 
 class _NoLimit:
