@@ -464,7 +464,8 @@ class RedisTokenStore(AsyncClosing):
         self._closed = True
         loop = asyncio.get_running_loop()
         for scope in list(self._scopes):
-            scope.reschedule(loop.time())
+            if not scope.expired():  # one that is expiring already ends by itself
+                scope.reschedule(loop.time())
         hold = self._hold
         if hold is not None and hold.renewer is not None:
             hold.renewer.cancel()
