@@ -138,6 +138,9 @@ def test_url_query_wins_over_the_arguments() -> None:
         ({"retries": 1.5}, TypeError),
         ({"operation_timeout": 0}, ValueError),
         ({"service_name": "svc"}, TypeError),
+        ({"wait_replicas": -1}, ValueError),
+        ({"wait_replicas": True}, TypeError),
+        ({"wait_timeout": 0}, ValueError),
     ],
 )
 def test_bad_connection_options(options: dict[str, object], error: type[Exception]) -> None:
