@@ -366,8 +366,13 @@ async def test_wait_replicas_raises_when_no_replica_has_it_in_time(
                 await fails_within(bound, store.save(make_token()), TokenStoreError)
             finally:
                 replica.resume()
-            redis_server.wait_for_replication(replica)
-            await store.save(make_token())  # the replica is back: saved and replicated
+        # The replica is back: once it caught up, a save is replicated again.
+        async with RedisTokenStore(
+            redis_server.url, key="grant", wait_replicas=1, wait_timeout=2
+        ) as store:
+            token = make_token()
+            await store.save(token)
+            assert token.access_token in replica.cli("GET", store.key)
     async with RedisTokenStore(redis_server.url, key="grant", wait_replicas=1) as store:
         with pytest.raises(TokenStoreError, match="only 0 of the 1 replicas"):
             await store.save(make_token())  # no replica at all any more
