@@ -10,8 +10,8 @@ from typing import TypeVar
 import aiohttp
 import attrs
 
-from . import _log
-from ._errors import StateMismatch, TokenEndpointError, TransportError
+from . import _log, _retry
+from ._errors import ClosedError, StateMismatch, TokenEndpointError, TransportError
 from ._lifecycle import AsyncClosing
 from ._oauth_protocol import (
     AuthorizationRequest,
@@ -27,7 +27,7 @@ from ._oauth_protocol import (
     parse_token_response,
 )
 from ._redact import safe_text, scrub
-from ._retry import RetryPolicy, retrying
+from ._retry import RetryPolicy, Transient
 from ._token import Token
 
 __all__ = ["OAuth2Client"]
@@ -37,15 +37,6 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=20, connect=10, sock_read=15)
 #: Largest token-endpoint answer read; anything bigger is not a token.
 MAX_BODY = 64 * 1024
-
-
-class _Transient(Exception):
-    """A retryable failure, carrying the error to raise if retries run out."""
-
-    def __init__(self, final: Exception, retry_after: float | None = None):
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -63,6 +54,11 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _wall_clock() -> float:
+    """``time.time()``, looked up at each call (so a test may stand in a clock of its own)."""
+    return time.time()
 
 
 def _transport_error(exc: BaseException, request: TokenRequest, what: str) -> TransportError:
@@ -87,21 +83,29 @@ class OAuth2Client(AsyncClosing):
     middlewares (so a :class:`NetrexClient` middleware cannot recurse into it).
 
     Transient faults (connection errors, timeouts, 5xx, 429 with ``Retry-After``) are
-    retried according to ``retry``; OAuth errors and other 4xx answers are not.
+    retried according to ``retry``; OAuth errors and other 4xx answers are not. Each call
+    to the token or revoke endpoint ends within ``retry.max_time`` seconds of its start,
+    whatever the server does (see :attr:`worst_case`).
 
     Args:
         app: The registered application.
         session: A session to borrow instead of owning one. Note that its
             ``TraceConfig``\\ s would see token-endpoint URLs, which carry secrets when
             parameters go in the query string; by default the client uses a private session.
-        retry: How hard to retry transient faults.
-        timeout: aiohttp timeouts for each attempt.
+        retry: How hard to retry transient faults; its ``max_time`` bounds each whole
+            call, every attempt included.
+        timeout: aiohttp timeouts for each attempt (its ``total`` is cut to what is left
+            of the call's deadline).
+        clock: Epoch seconds now (default: ``time.time``): the one clock that stamps
+            tokens (``issued_at``, ``expires_at``) and judges the age of authorization
+            requests. A :class:`TokenManager` judges tokens with the same clock by default.
     """
 
     app: OAuth2App
     _session: aiohttp.ClientSession | None = attrs.field(default=None, alias="session")
     retry: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
     timeout: aiohttp.ClientTimeout = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True)
+    clock: Callable[[], float] = attrs.field(factory=lambda: _wall_clock, kw_only=True)
     _owns_session: bool = attrs.field(init=False, default=False)
     # state -> when its request expires; pruned, since a stale state is refused anyway
     _used_states: dict[str, float] = attrs.field(init=False, factory=dict)
@@ -113,6 +117,15 @@ class OAuth2Client(AsyncClosing):
             f"provider={self.app.provider.base_url!r})"
         )
 
+    @property
+    def worst_case(self) -> float:
+        """Seconds one :meth:`refresh` (or :meth:`exchange`, :meth:`revoke`) can take.
+
+        The retry deadline ``retry.max_time`` plus a bounded slack for the attempt cut
+        off at the deadline to unwind; what a store's lock lease must outlast.
+        """
+        return _retry.worst_case(self.retry)
+
     async def aclose(self) -> None:
         """Close the session this client opened (not one it borrowed). Idempotent."""
         self._closed = True
@@ -122,7 +135,7 @@ class OAuth2Client(AsyncClosing):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise RuntimeError("this OAuth2Client is closed")
+            raise ClosedError("this OAuth2Client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
             self._owns_session = True
@@ -143,7 +156,7 @@ class OAuth2Client(AsyncClosing):
             ValueError: An unknown or malformed scope name.
         """
         return new_authorization_request(
-            self.app, scopes, allow_unknown_scopes=allow_unknown_scopes
+            self.app, scopes, allow_unknown_scopes=allow_unknown_scopes, now=self.clock()
         )
 
     async def exchange(self, callback_url: str, request: AuthorizationRequest) -> Token:
@@ -157,12 +170,14 @@ class OAuth2Client(AsyncClosing):
             AuthorizationDenied: The user refused (``error=access_denied``).
             OAuthError: Another callback error, or the token endpoint refused the code
                 (:class:`InvalidGrant`, :class:`InvalidClient`, :class:`TokenEndpointError`).
-            TransportError: The token endpoint could not be reached, after retries.
+            TransportError: The token endpoint could not be reached, after retries, or
+                the call's deadline (``retry.max_time``) passed.
+            ClosedError: The client is closed.
         """
         if request.state in self._used_states:
             raise StateMismatch("this authorization request was already used: start again")
-        result = parse_callback(callback_url, request)
-        now = time.time()
+        now = self.clock()
+        result = parse_callback(callback_url, request, now=now)
         self._used_states = {s: t for s, t in self._used_states.items() if t > now}
         self._used_states[request.state] = request.created_at + request.max_age
         token_request = build_token_request(
@@ -202,9 +217,9 @@ class OAuth2Client(AsyncClosing):
             try:
                 parse_revoke_response(status, headers, body, request)
             except TransientAnswer as t:
-                raise _Transient(t.final, t.retry_after) from None
+                raise Transient(t.final, retry_after=t.retry_after) from None
 
-        await self._with_retries(once, request)
+        await self._call(once, request)
 
     # -- I/O ---------------------------------------------------------------------------
 
@@ -230,34 +245,33 @@ class OAuth2Client(AsyncClosing):
                     headers,
                     body,
                     request,
-                    now=time.time(),
+                    now=self.clock(),
                     previous=previous,
                     requested_scopes=scopes,
                 )
             except TransientAnswer as t:
-                raise _Transient(t.final, t.retry_after) from None
+                raise Transient(t.final, retry_after=t.retry_after) from None
 
-        return await self._with_retries(once, request)
+        return await self._call(once, request)
 
-    async def _with_retries(self, once: Callable[[], Awaitable[T]], request: TokenRequest) -> T:
-        def before_sleep(attempt: int, exc: BaseException, sleep: float) -> None:
-            _log.oauth.debug(
-                "retrying %s after a transient fault (attempt %d): %s",
-                request.safe_url,
-                attempt,
-                str(exc),  # the text only: the exception object drags its chain along
-                extra={"event": "oauth_retry", "attempt": attempt, "sleep": sleep},
-            )
+    async def _call(self, once: Callable[[], Awaitable[T]], request: TokenRequest) -> T:
+        return await _retry.call(
+            once,
+            self.retry,
+            logger=_log.oauth,
+            event="oauth_retry",
+            what=f"POST {request.safe_url}",
+        )
 
-        try:
-            async for attempt in retrying(
-                self.retry, lambda e: isinstance(e, _Transient), before_sleep=before_sleep
-            ):
-                with attempt:
-                    return await once()
-        except _Transient as t:
-            raise t.final from None
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _attempt_timeout(self) -> aiohttp.ClientTimeout:
+        """This attempt's aiohttp timeouts: ``timeout``, its total cut to the time left."""
+        left = _retry.time_left()
+        total = self.timeout.total
+        if left is None or (total is not None and total <= left):
+            return self.timeout
+        # aiohttp treats 0 as "no timeout": keep a positive total (the deadline's own
+        # cancellation ends the attempt anyway).
+        return attrs.evolve(self.timeout, total=max(left, 1e-3))
 
     async def _post(self, request: TokenRequest) -> tuple[int, dict[str, str], bytes]:
         session = self._get_session()
@@ -268,7 +282,7 @@ class OAuth2Client(AsyncClosing):
                 data=request.form,
                 allow_redirects=False,
                 middlewares=(),
-                timeout=self.timeout,
+                timeout=self._attempt_timeout(),
                 headers={"Accept": "application/json"},
             ) as resp:
                 body = await _read_capped(resp.content, MAX_BODY + 1)
@@ -279,7 +293,7 @@ class OAuth2Client(AsyncClosing):
         if failure is not None:
             # Raised outside the ``except`` block, so that aiohttp's exception (whose text
             # may quote the URL, secrets and all) is not kept as ``__context__``.
-            raise _Transient(failure)
+            raise Transient(failure)
         if len(body) > MAX_BODY:
             raise TokenEndpointError(
                 f"the answer of {request.safe_url} is larger than {MAX_BODY} bytes", status=status

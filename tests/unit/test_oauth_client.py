@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,11 +14,12 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
-import netrex_async._oauth as oauth_module
 from netrex_async import (
     AuthorizationDenied,
+    ClosedError,
     InvalidClient,
     InvalidGrant,
+    NetrexError,
     OAuthError,
     ReauthorizationRequired,
     StateMismatch,
@@ -27,7 +29,7 @@ from netrex_async import (
 )
 from netrex_async._oauth import DEFAULT_TIMEOUT, MAX_BODY, OAuth2Client
 from netrex_async._oauth_protocol import AuthorizationRequest, OAuth2App
-from netrex_async._retry import RetryPolicy, set_testing
+from netrex_async._retry import CLEANUP_SLACK, RetryPolicy, set_testing, worst_case
 
 from ._mock_http import MockHTTP as aioresponses
 from .conftest import (
@@ -411,27 +413,36 @@ async def test_no_retries_with_one_attempt(app: OAuth2App, mocked: aioresponses)
 
 
 @pytest.fixture(name="sleeps")
-def _sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """Back-off on, but every wait recorded instead of slept."""
+def _sleeps(caplog: pytest.LogCaptureFixture) -> Iterator[list[float]]:
+    """Back-off on; the waits announced by the retry log lines, in order.
+
+    The tests using it run on looptime's virtual clock, so waits are real sleeps of the
+    event loop that take no wall-clock time, and their sum can be checked exactly.
+    """
+    caplog.set_level(logging.DEBUG, logger="netrex_async")
     sleeps: list[float] = []
-    real = oauth_module.retrying
 
-    async def record(seconds: float) -> None:
-        sleeps.append(seconds)
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "event", None) == "oauth_retry":
+                sleeps.append(record.sleep)  # type: ignore[attr-defined]
 
-    def patched(*args: Any, **kwargs: Any) -> Any:
-        loop = real(*args, **kwargs)
-        loop.sleep = record
-        return loop
-
-    monkeypatch.setattr(oauth_module, "retrying", patched)
+    handler = Recorder(logging.DEBUG)
+    logger = logging.getLogger("netrex_async")
+    logger.addHandler(handler)
     old = set_testing(False)
     try:
         yield sleeps
     finally:
         set_testing(old)
+        logger.removeHandler(handler)
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@pytest.mark.looptime
 @pytest.mark.parametrize("header", ["Retry-After", "retry-after"])
 async def test_retry_after_honoured_when_not_testing(
     client: OAuth2Client,
@@ -440,33 +451,40 @@ async def test_retry_after_honoured_when_not_testing(
     caplog: pytest.LogCaptureFixture,
     header: str,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="netrex_async")
     mocked.post(TOKEN_URL, status=429, body="slow down", headers={header: "7"})
     mocked.post(TOKEN_URL, status=503, body="busy", headers={header: "2"})
     mocked.post(TOKEN_URL, payload=GRANT)
+    start = _loop_time()
     await client.refresh(OLD)
+    assert _loop_time() - start == pytest.approx(9.0, abs=0.01)
     assert sleeps == [7.0, 2.0]
     retries = [r for r in caplog.records if getattr(r, "event", None) == "oauth_retry"]
     assert [r.sleep for r in retries] == [7.0, 2.0]  # type: ignore[attr-defined]
 
 
+@pytest.mark.looptime
 async def test_backoff_without_retry_after_is_jittered_and_bounded(
     client: OAuth2Client, mocked: aioresponses, sleeps: list[float]
 ) -> None:
     mocked.post(TOKEN_URL, exception=aiohttp.ClientConnectionError("x"), repeat=3)
     mocked.post(TOKEN_URL, payload=GRANT)
+    start = _loop_time()
     await client.refresh(OLD)
     assert len(sleeps) == 3
     assert all(0 <= s <= RetryPolicy().max_wait for s in sleeps)
+    assert _loop_time() - start == pytest.approx(sum(sleeps), abs=0.01)
 
 
+@pytest.mark.looptime
 async def test_retry_after_beyond_the_limit_ends_retrying(
     app: OAuth2App, mocked: aioresponses, sleeps: list[float]
 ) -> None:
     mocked.post(TOKEN_URL, status=429, body="later", headers={"Retry-After": "3600"}, repeat=True)
     async with OAuth2Client(app, retry=RetryPolicy(max_retry_after=30)) as client:
+        start = _loop_time()
         with pytest.raises(TokenEndpointError) as info:
             await client.refresh(OLD)
+        assert _loop_time() - start == pytest.approx(0, abs=0.01)
     assert info.value.status == 429
     assert sleeps == []
     assert len(_calls(mocked)) == 1
@@ -513,8 +531,9 @@ async def test_owned_session_is_closed(app: OAuth2App, mocked: aioresponses) -> 
     await client.aclose()
     assert session.closed
     await client.aclose()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClosedError, match="closed") as info:
         await client.refresh(OLD)
+    assert isinstance(info.value, NetrexError) and isinstance(info.value, RuntimeError)
 
 
 async def test_unused_client_opens_no_session(app: OAuth2App) -> None:
@@ -549,3 +568,45 @@ async def test_borrowed_session_middlewares_do_not_run(
         async with OAuth2Client(app, session=session) as client:
             await client.refresh(OLD)
     assert _calls(mocked)[0][2]["middlewares"] == ()
+
+
+# -- one clock stamps tokens and judges requests -------------------------------------------
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_clock_stamps_every_token(app: OAuth2App, mocked: aioresponses) -> None:
+    clock = _Clock(1_000_000.0)
+    mocked.post(TOKEN_URL, payload=GRANT, repeat=True)
+    async with OAuth2Client(app, clock=clock) as client:
+        request = client.authorization_request("read")
+        assert request.created_at == clock.now
+        clock.now += 10
+        token = await client.exchange(_callback(request), request)
+        assert (token.issued_at, token.expires_at) == (1_000_010.0, 1_003_610.0)
+        clock.now += 100
+        token = await client.refresh(token)
+        assert (token.issued_at, token.expires_at) == (1_000_110.0, 1_003_710.0)
+
+
+async def test_the_clock_judges_the_age_of_a_request(app: OAuth2App, mocked: aioresponses) -> None:
+    clock = _Clock(1_000_000.0)
+    mocked.post(TOKEN_URL, payload=GRANT, repeat=True)
+    async with OAuth2Client(app, clock=clock) as client:
+        request = client.authorization_request("read")
+        clock.now += request.max_age + 1  # the wall clock has not moved: the client's has
+        with pytest.raises(StateMismatch, match="older than"):
+            await client.exchange(_callback(request), request)
+    assert _calls(mocked) == []
+
+
+async def test_worst_case_follows_the_retry_deadline(app: OAuth2App) -> None:
+    assert OAuth2Client(app).worst_case == worst_case(RetryPolicy())
+    client = OAuth2Client(app, retry=RetryPolicy(max_time=7))
+    assert 7 < client.worst_case <= 7 + CLEANUP_SLACK

@@ -1,4 +1,7 @@
-"""The retry loop: bounded attempts and time, jitter, Retry-After, the testing switch."""
+"""The deprecated internal `retrying()` loop (still used by _client.py): attempts, time, jitter.
+
+The one entry point, `_retry.call()`, is tested in tests/retry/ on a virtual clock.
+"""
 
 from __future__ import annotations
 
