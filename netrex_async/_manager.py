@@ -469,7 +469,11 @@ class TokenManager(AsyncClosing):
         self._check_open()
         self._bind_loop()
         if self._token is None:
+            before = self._refreshes
             await self._wait(self._start("load", force=False))
+            loaded = self.current
+            if self._refreshes != before and loaded is not None:
+                return loaded  # the stored token had expired: loading refreshed it
         flight = self._flight
         if flight is None or flight.ready.done() or flight.reason == "load":
             flight = self._start("forced", force=True, fresh=True)
