@@ -63,6 +63,8 @@ T = TypeVar("T")
 #: A token obtained because of a 401 and refused at once is not refreshed again for
 #: this many seconds: the API is refusing the grant, not the token.
 REJECTED_AGAIN_HOLDOFF = 30.0
+#: Default shortest spacing of two refreshes of one grant, in seconds.
+MIN_REFRESH_INTERVAL = 0.5
 #: Slack added to a worst case for the scheduling and bookkeeping around the awaits.
 _SLACK = 1.0
 
@@ -195,9 +197,12 @@ class TokenManager(AsyncClosing):
       save is retried (under the lock for up to ``save_timeout``, then in the
       background with back-off until it lands) and the rotated-out refresh token is
       never presented again.
-    * No storms: two refreshes of the grant are at least ``min_refresh_interval`` apart
-      (doubling while new tokens arrive already stale, or while refreshes fail, up to
-      ``max_refresh_interval``), however the clocks disagree.
+    * No storms: two refreshes of the grant are at least ``min_refresh_interval``
+      apart; while new tokens arrive already stale (or fresh for less than that
+      spacing) the spacing is 1 s, then doubles, and so it does while refreshes fail,
+      up to ``max_refresh_interval``: at most about one refresh a second, however the
+      clocks disagree and however short ``expires_in`` is. Tokens shorter than a
+      second (tests) need a shorter ``min_refresh_interval``.
     * Every wait is bounded: each store call by ``store_timeout``, a token request by
       the OAuth2 client's retry deadline, :meth:`aclose` by ``close_timeout`` (plus a
       second). A store whose lock has a lease (Redis) must outlast :attr:`worst_case`;
@@ -222,7 +227,7 @@ class TokenManager(AsyncClosing):
         clock: The wall clock that judges token stamps; default: the OAuth2 client's
             ``clock``, the one that stamps them (one clock source for both).
         monotonic: The time line of deadlines; default: the running event loop's clock.
-        min_refresh_interval: Shortest spacing of two refreshes, in seconds.
+        min_refresh_interval: Shortest spacing of two refreshes, in seconds (0.5).
         max_refresh_interval: Longest back-off between refreshes, in seconds.
         store_timeout: Longest wait for one store call (load, save, lease check).
         save_timeout: How long a new token's save is retried under the lock before the
@@ -239,7 +244,9 @@ class TokenManager(AsyncClosing):
     jitter: float = attrs.field(default=0.1, kw_only=True)
     clock: Callable[[], float] | None = attrs.field(default=None, kw_only=True)
     monotonic: Callable[[], float] | None = attrs.field(default=None, kw_only=True)
-    min_refresh_interval: float = attrs.field(default=1.0, kw_only=True, validator=_positive)
+    min_refresh_interval: float = attrs.field(
+        default=MIN_REFRESH_INTERVAL, kw_only=True, validator=_positive
+    )
     max_refresh_interval: float = attrs.field(default=60.0, kw_only=True, validator=_positive)
     store_timeout: float = attrs.field(default=5.0, kw_only=True, validator=_positive)
     save_timeout: float = attrs.field(default=10.0, kw_only=True, validator=_positive)
@@ -872,7 +879,9 @@ class TokenManager(AsyncClosing):
     def _succeeded(self, new: Token, reason: str, started: float, events: list[TokenEvent]) -> None:
         now = self._now()
         d = self._deadlines
-        arrived_fresh = d is None or phase(d, now) is Phase.FRESH
+        # A token fresh for less than the spacing is a storm in the making (a tiny
+        # expires_in, clocks that disagree): back off as if it had arrived stale.
+        arrived_fresh = d is None or d.fresh_until - now >= self.min_refresh_interval
         self._stale_in_row = 0 if arrived_fresh else self._stale_in_row + 1
         self._hold_until = now + refresh_hold(
             interval=self.min_refresh_interval,
