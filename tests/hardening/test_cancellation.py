@@ -52,6 +52,7 @@ class Transaction:
 
     async def assert_consistent(self) -> None:
         """Old or new token in the file, lock free, no temp file, grant alive."""
+        await self.manager.settle()  # a save may still be under way: callers go first
         stored = await FileTokenStore(self.path).load()
         assert stored is not None
         valid = {self.old.access_token, *self.fake.grants[0].access_tokens}
