@@ -8,7 +8,7 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -16,7 +16,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _log
+from . import _log, _schema_fetch
 from ._errors import ApiError, GraphQLError, NetrexError, ReauthorizationRequired, TransportError
 from ._lifecycle import AsyncClosing
 from ._manager import MIN_REFRESH_INTERVAL, StaticToken, TokenManager, TokenSource
@@ -585,6 +585,32 @@ class NetrexClient(AsyncClosing):
             f"{method} {url.with_query(None)} failed: {type(exc).__name__}"
             + (f": {detail}" if detail else "")
         )
+
+    # -- schema ------------------------------------------------------------------------
+
+    @overload
+    async def schema(self, *, as_json: Literal[False] = False) -> str: ...
+    @overload
+    async def schema(self, *, as_json: Literal[True]) -> dict[str, Any]: ...
+    async def schema(self, *, as_json: bool = False) -> str | dict[str, Any]:
+        """The provider's schema as SDL text, from the standard introspection query.
+
+        The query is an ordinary authenticated call (tokens, retries, errors as for
+        :meth:`graphql`). SDL needs graphql-core: ``pip install 'netrex-async[graphql]'``.
+
+        Args:
+            as_json: Return the introspection ``data`` (``{"__schema": ...}``) instead,
+                which needs no extra.
+
+        Raises:
+            ExtraRequired: SDL was asked for and graphql-core is not installed (nothing
+                is sent then).
+            ApiError: The answer is not a schema (introspection may be turned off).
+            GraphQLError, TransportError, ReauthorizationRequired: As for :meth:`graphql`.
+        """
+        if as_json:
+            return await _schema_fetch.fetch_introspection(self)
+        return await _schema_fetch.fetch_sdl(self)
 
 
 class _NoLimit:

@@ -14,7 +14,8 @@ Every exception the library raises on purpose derives from :class:`NetrexError`:
      │    └── GraphQLError           the API answered GraphQL ``errors``
      ├── TransportError              network failure or timeout, after retries
      ├── TokenStoreError             a token store is unreadable, corrupt or locked
-     └── ClosedError                 the object was closed (also a RuntimeError)
+     ├── ClosedError                 the object was closed (also a RuntimeError)
+     └── ExtraRequired               an optional dependency is missing (also an ImportError)
 
 No message carries a secret: client secrets, codes, tokens, PKCE verifiers and the query
 strings of the token and revoke endpoints are redacted before they reach an exception.
@@ -29,6 +30,7 @@ __all__ = [
     "ApiError",
     "AuthorizationDenied",
     "ClosedError",
+    "ExtraRequired",
     "GraphQLError",
     "InvalidClient",
     "InvalidGrant",
@@ -127,6 +129,45 @@ class GraphQLError(ApiError):
         self.errors = list(errors)
         self.data = data
 
+    # The first error's details, for the common case of one error. ``errors`` has them all,
+    # as the API sent them; these give ``None`` where the API sent nothing of the right shape.
+
+    @property
+    def path(self) -> list[str | int] | None:
+        """The first error's ``path``: where in ``data`` it happened (``None``: not given)."""
+        path = self._first("path")
+        if isinstance(path, list) and all(isinstance(p, str | int) for p in path):
+            return list(path)
+        return None
+
+    @property
+    def locations(self) -> list[dict[str, int]] | None:
+        """The first error's ``locations`` in the document (``line``/``column`` dicts)."""
+        locations = self._first("locations")
+        if isinstance(locations, list) and all(isinstance(loc, dict) for loc in locations):
+            return [dict(loc) for loc in locations]
+        return None
+
+    @property
+    def extensions(self) -> dict[str, Any] | None:
+        """The first error's ``extensions`` (server-specific details, like a ``code``)."""
+        extensions = self._first("extensions")
+        return dict(extensions) if isinstance(extensions, Mapping) else None
+
+    @property
+    def codes(self) -> list[str]:
+        """Every ``extensions.code`` of the errors, in order (``"UNAUTHENTICATED"``, ...)."""
+        codes = []
+        for error in self.errors:
+            extensions = error.get("extensions")
+            code = extensions.get("code") if isinstance(extensions, Mapping) else None
+            if isinstance(code, str):
+                codes.append(code)
+        return codes
+
+    def _first(self, key: str) -> Any:
+        return self.errors[0].get(key) if self.errors else None
+
 
 class TransportError(NetrexError):
     """The network failed or timed out, and retrying did not help."""
@@ -149,3 +190,20 @@ class ClosedError(NetrexError, RuntimeError):
 
     Also a :class:`RuntimeError`, which is what earlier releases raised here.
     """
+
+
+class ExtraRequired(NetrexError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    Also an :class:`ImportError`, which is what code guarding an optional import catches,
+    and a :class:`NetrexError`, like everything the library raises on purpose. The message
+    names the extra to install.
+
+    Attributes:
+        extra: The extra of netrex-async that brings the dependency (``"graphql"``).
+        name: The module that could not be imported (as on every ImportError).
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None):
+        super().__init__(message, name=name)
+        self.extra = extra

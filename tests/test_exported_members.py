@@ -9,7 +9,12 @@ import pytest
 
 import netrex_async
 
-PUBLIC_MODULES = ["netrex_async", "netrex_async.testing", "netrex_async.stores.redis"]
+PUBLIC_MODULES = [
+    "netrex_async",
+    "netrex_async.codegen",
+    "netrex_async.testing",
+    "netrex_async.stores.redis",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -24,6 +24,7 @@ from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, c
 from ._exits import CliError, ExitCode, describe
 from ._login import Opener
 from ._output import Console, DebugLogging
+from ._schema import add_schema_parser, cmd_schema
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
     )
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
+    add_schema_parser(sub, [common, app_opts])
 
     demo = sub.add_parser(
         "demo",
@@ -305,6 +307,7 @@ _COMMANDS: Mapping[str, Callable[[Context], Awaitable[int]]] = {
     "refresh": cmd_refresh,
     "revoke": cmd_revoke,
     "query": cmd_query,
+    "schema": cmd_schema,
     "demo": _demo,
 }
 

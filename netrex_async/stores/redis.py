@@ -8,6 +8,14 @@ from __future__ import annotations
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+    from redis.asyncio.lock import Lock
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import (
+        Sentinel,
+        SentinelConnectionPool,
+        SentinelManagedConnection,
+    )
+    from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import LockNotOwnedError, RedisError
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
     raise ImportError(
@@ -18,12 +26,14 @@ except ImportError as e:  # pragma: no cover - tested in a subprocess without re
 import asyncio
 import json
 import math
+import re
 import secrets
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .._errors import TokenStoreError
+from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
@@ -37,33 +47,152 @@ _T = TypeVar("_T")
 
 #: How often a waiter retries ``SET NX``.
 _POLL_INTERVAL = 0.05
-#: How long :meth:`RedisTokenStore.aclose` waits for lock releases still in flight.
-_CLOSE_GRACE = 5.0
+#: How long :meth:`RedisTokenStore.aclose` waits for lock releases, then for the client.
+_CLOSE_GRACE = 2.0
+#: The back-off between attempts of one command: ``min(cap, base * 2**n)``, jittered.
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 1.0
+#: The port of a sentinel named without one.
+_SENTINEL_PORT = 26379
+#: Query parameters a ``redis+sentinel://`` URL may carry.
+_SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password"})
 
 
-def _seconds(name: str, value: float, *, minimum: float) -> float:
+def _seconds(name: str, value: float, *, minimum: float, exclusive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be a finite number of at least {minimum:g} s")
+    if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
+        bound = "more than" if exclusive else "at least"
+        raise ValueError(f"{name} must be a finite number of {bound} {minimum:g} s")
     return float(value)
+
+
+def _backoff_total(retries: int) -> float:
+    """The longest the back-offs between ``retries + 1`` attempts can add up to."""
+    return sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0**n) for n in range(1, retries + 1))
+
+
+class _LeaseLost(Exception):
+    """Internal: the lease of a held lock is gone (the reason is the message)."""
+
+
+class _Lock(Lock):
+    """redis-py's lock, remembering when its last ``SET NX`` was sent.
+
+    The lock's expiry counts from when Redis ran the ``SET``, which is no earlier than
+    when it was sent: the send time is a safe start for the lease.
+    """
+
+    sent_at: float = 0.0
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        self.sent_at = asyncio.get_running_loop().time()
+        return await super().do_acquire(token)
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, asking the sentinels on every (re)connect.
+
+    redis-py (up to 8.1 at least, redis/redis-py#3874) asks the sentinels for the master
+    only when a pooled connection is first connected: a retry of a command reconnects to
+    the address it had, so after a failover every retry goes to the demoted master and
+    gets ``READONLY`` again (or a refused connection). Here the master's address is looked
+    up in every socket connect instead.
+    """
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def _connect_retry(self) -> None:
+        if self._reader or not self.connection_pool.is_master:
+            await super()._connect_retry()  # type: ignore[no-untyped-call]
+            return
+        await self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    """The same over TLS."""
+
+
+class _Hold:
+    """One acquisition of the Redis lock: the owner token and the state of its lease."""
+
+    __slots__ = ("lock", "lost", "owner", "renewer", "valid_until")
+
+    def __init__(self, lock: _Lock, owner: bytes, valid_until: float) -> None:
+        self.lock = lock
+        self.owner = owner
+        #: Loop time until which the lock is surely still this holder's.
+        self.valid_until = valid_until
+        #: Why the lease was lost, once it was.
+        self.lost: str | None = None
+        self.renewer: asyncio.Task[None] | None = None
 
 
 class RedisTokenStore(AsyncClosing):
     """A token in a Redis key, with a Redis lock shared by every process of a fleet.
 
     The value is the JSON of ``token.to_dict()`` under ``prefix + key``, written with one
-    ``SET`` (atomic). The lock is redis-py's own :class:`redis.asyncio.lock.Lock` on
+    ``SET`` (atomic). The lock is redis-py's :class:`redis.asyncio.lock.Lock` on
     ``prefix + key + ":lock"``: an owner token (only the holder can release it) and an
-    expiry, ``lock_expiry``, after which Redis drops the lock even if its holder hung or
-    died. The work done under the lock, a token refresh with its retries, must finish
-    well within ``lock_expiry``; if it does not, another process may take the lock and
-    refresh too, and the late release is logged (event ``store.lock_lost``) rather than
-    raised. Tasks of one process queue on an :class:`asyncio.Lock` before they ask Redis.
+    expiry, the :attr:`lease` (``lock_expiry``), after which Redis drops the lock of a
+    holder that died or hangs. Tasks of one process queue on an :class:`asyncio.Lock`
+    before they ask Redis.
+
+    **Leases.** While a lock is held, a background task renews it every ``lease / 3``
+    (``PEXPIRE`` if this holder's owner token is still the lock's value). The lease is
+    *lost* when a renewal finds the lock gone or owned by someone else, or cannot reach
+    Redis before the lease runs out (counted from when the last successful renewal was
+    sent). :meth:`check_lease` verifies and renews the lease in one round trip and raises
+    if it is lost: the token manager calls it right before it presents a refresh token,
+    so a refresh whose lock may be in other hands never sends it.
+
+    **Bounds.** A client made from a URL gets ``socket_timeout``, ``connect_timeout``
+    (``socket_connect_timeout``), ``health_check_interval`` and a redis-py
+    :class:`~redis.asyncio.retry.Retry` of ``retries`` more attempts after a
+    ``ConnectionError`` or ``TimeoutError`` with jittered exponential back-off (0.2, 0.4,
+    0.8 s..., at most 1 s each), so that the first command on a pooled connection gone
+    stale (Redis restarted, a failover) is retried transparently. A value given in the
+    URL's query (``?socket_timeout=2``) wins over the argument. Every operation
+    (:meth:`load`, :meth:`save`, :meth:`clear`, :meth:`check_lease`, a renewal, a release)
+    ends within :attr:`operation_timeout`, by default::
+
+        (retries + 1) * (connect_timeout + socket_timeout) + back-offs
+        = 4 * (5 + 5) + 1.4 = 41.4 s with the defaults
+
+    and is cut off there (:class:`TokenStoreError`) whatever the client does; acquiring
+    the lock ends within ``lock_timeout + operation_timeout``; :meth:`aclose` returns
+    within 6 s (three grace periods of 2 s) even when Redis hangs. Timeouts given in
+    the URL count in ``operation_timeout``. A client you pass in keeps its own settings;
+    the cut-offs above, computed from the arguments, still hold.
+
+    **Redis Sentinel.** A URL of the form::
+
+        redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
+
+    names the sentinels (port 26379 by default; IPv6 hosts in brackets), the service
+    (master) name and the database (0 by default). The credentials, percent-encoded,
+    authenticate to the master; sentinels that need a password of their own take it
+    from ``?sentinel_password=...`` (and ``sentinel_username=``). The timeouts and retries
+    apply to the sentinels and the master alike; TLS is not in the URL form (build a
+    :class:`~redis.asyncio.sentinel.Sentinel` with ``ssl=True`` and pass it). A given
+    ``Sentinel`` needs ``service_name=``; the store makes (and closes) a master client
+    from it with :meth:`~redis.asyncio.sentinel.Sentinel.master_for`, adding the
+    timeouts and retry above where the ``Sentinel``'s own connection settings leave them
+    out, and leaves the ``Sentinel`` open. A master client made with ``master_for`` can
+    be passed as a client. After a failover, the next command finds the new master:
+    a connection to a demoted master gets ``READONLY``, which redis-py turns into a
+    ``ConnectionError`` that the retry takes to the master the sentinels name now.
 
     TLS and AUTH come with the URL, exactly as redis-py reads it:
     ``rediss://user:password@host:6380/0``. The password never appears in
-    :attr:`description`, ``repr()``, logs or errors.
+    :attr:`description`, ``repr()``, logs or errors. A Redis that refuses writes (a
+    replica: ``READONLY``; ``min-replicas-to-write`` unmet: ``NOREPLICAS``) makes
+    :meth:`save` raise :class:`TokenStoreError`.
 
     A corrupt value (not JSON, not a token) makes :meth:`load` raise
     :class:`TokenStoreError` naming the key. :meth:`save` is a single ``SET`` and does
@@ -71,26 +200,48 @@ class RedisTokenStore(AsyncClosing):
     corrupt value stops it at :meth:`load` before anything is written.
 
     Args:
-        url_or_client: A ``redis://``, ``rediss://`` or ``unix://`` URL (the store creates
-            the client and closes it in :meth:`aclose`), or a
-            :class:`redis.asyncio.Redis` client, which is borrowed and never closed here.
+        url_or_client: A ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``
+            URL (the store creates the client and closes it in :meth:`aclose`); a
+            :class:`redis.asyncio.Redis` client, which is borrowed and never closed
+            here; or a :class:`redis.asyncio.sentinel.Sentinel` (with ``service_name``),
+            also borrowed.
         key: Names the grant; every process sharing the grant uses the same key.
         prefix: Put before ``key`` in Redis.
         lock_timeout: Seconds :meth:`lock` waits, counting the wait for other tasks of
             this process, before it raises :class:`TokenStoreError`; 0 tries once.
             Longer than ``lock_expiry`` by default, so a waiter outlasts the lock of a
             holder that died.
-        lock_expiry: Seconds after which Redis drops a lock that was never released.
+        lock_expiry: The lease: seconds after which Redis drops a lock that was neither
+            renewed nor released.
+        socket_timeout: Seconds a command may wait for its answer (URL clients).
+        connect_timeout: Seconds a connection may take to open (URL clients).
+        health_check_interval: A connection idle this many seconds is checked with
+            ``PING`` before use (URL clients); 0 turns it off.
+        retries: More attempts of a command after a connection error or timeout (URL
+            clients).
+        operation_timeout: Overrides the computed cut-off of every operation.
+        service_name: The service (master) name, with a ``Sentinel`` only.
+
+    Raises:
+        ValueError: An option is out of range, or the URL is not one of the above (the
+            message never quotes the URL).
+        TypeError: ``url_or_client`` or an option has the wrong type.
     """
 
     def __init__(
         self,
-        url_or_client: str | aioredis.Redis,
+        url_or_client: str | aioredis.Redis | Sentinel,
         *,
         key: str,
         prefix: str = "netrex_async:",
         lock_timeout: float = 75.0,
         lock_expiry: float = 60.0,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        health_check_interval: float = 15.0,
+        retries: int = 3,
+        operation_timeout: float | None = None,
+        service_name: str | None = None,
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty string naming the grant")
@@ -100,27 +251,86 @@ class RedisTokenStore(AsyncClosing):
         self._lock_key = self._key + ":lock"
         self._lock_timeout = _seconds("lock_timeout", lock_timeout, minimum=0.0)
         self._lock_expiry = _seconds("lock_expiry", lock_expiry, minimum=0.001)
+        socket_timeout = _seconds("socket_timeout", socket_timeout, minimum=0, exclusive=True)
+        connect_timeout = _seconds("connect_timeout", connect_timeout, minimum=0, exclusive=True)
+        health = _seconds("health_check_interval", health_check_interval, minimum=0.0)
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError("retries must be an int")
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        if operation_timeout is not None:
+            operation_timeout = _seconds(
+                "operation_timeout", operation_timeout, minimum=0, exclusive=True
+            )
+        settings: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "health_check_interval": health,
+            "retry": Retry(ExponentialWithJitterBackoff(_BACKOFF_BASE, _BACKOFF_CAP), retries),
+        }
+        if service_name is not None and not isinstance(url_or_client, Sentinel):
+            raise TypeError("service_name= goes with a redis.asyncio.sentinel.Sentinel only")
+        self._sentinel: Sentinel | None = None
         if isinstance(url_or_client, str):
-            try:
-                self._client: aioredis.Redis = aioredis.Redis.from_url(url_or_client)
-            except ValueError:
-                # redis-py's message may quote the URL, and the URL may hold a password.
-                raise ValueError(
-                    "not a Redis URL (expected redis://, rediss:// or unix://)"
-                ) from None
+            self._client = self._from_url(url_or_client, settings)
             self._owns_client = True
+        elif isinstance(url_or_client, Sentinel):
+            if not isinstance(service_name, str) or not service_name:
+                raise TypeError("a Sentinel needs service_name= (the name of the master)")
+            own = url_or_client.connection_kwargs
+            extra = {k: v for k, v in settings.items() if own.get(k) is None}
+            if "connection_class" not in own:
+                ssl = bool(own.get("ssl"))
+                extra["connection_class"] = _SentinelSSLConnection if ssl else _SentinelConnection
+            self._client = url_or_client.master_for(service_name, **extra)
+            self._owns_client = True  # made here; the Sentinel itself stays the caller's
         elif isinstance(url_or_client, aioredis.Redis):
             self._client = url_or_client
             self._owns_client = False
         else:
             raise TypeError(
-                "url_or_client must be a Redis URL or a redis.asyncio.Redis client, "
-                f"not {type(url_or_client).__name__}"
+                "url_or_client must be a Redis URL, a redis.asyncio.Redis client or a "
+                f"redis.asyncio.sentinel.Sentinel, not {type(url_or_client).__name__}"
             )
+        if operation_timeout is None:
+            # What the client really got: a URL's query may have set other timeouts.
+            given = self._client.connection_pool.connection_kwargs if self._owns_client else {}
+            socket_timeout = given.get("socket_timeout") or socket_timeout
+            connect_timeout = given.get("socket_connect_timeout") or connect_timeout
+            attempt = connect_timeout + socket_timeout
+            operation_timeout = (retries + 1) * attempt + _backoff_total(retries)
+        self._op_timeout: float = operation_timeout
         self._server, self._secrets = _describe(self._client)
         self._task_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
+        #: The cut-off scopes of operations in flight, so that aclose() can end them.
+        self._scopes: set[asyncio.Timeout] = set()
+        self._hold: _Hold | None = None
         self._closed = False
+
+    def _from_url(self, url: str, settings: dict[str, Any]) -> aioredis.Redis:
+        scheme = url.partition("://")[0].lower()
+        if scheme == "redis+sentinel":
+            sentinels, service, db, auth, sentinel_auth = _parse_sentinel_url(url)
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                sentinels,
+                sentinel_kwargs={**settings, **sentinel_auth},
+                **settings,
+                **auth,
+                db=db,
+            )
+            master: aioredis.Redis = self._sentinel.master_for(
+                service, connection_class=_SentinelConnection
+            )
+            return master
+        try:
+            return aioredis.Redis.from_url(url, **settings)
+        except (ValueError, TypeError):
+            # redis-py's message may quote the URL, and the URL may hold a password.
+            raise ValueError(
+                "not a Redis URL (expected redis://, rediss://, unix:// or "
+                "redis+sentinel://, with valid options)"
+            ) from None
 
     def __repr__(self) -> str:
         return (
@@ -142,13 +352,30 @@ class RedisTokenStore(AsyncClosing):
         """The Redis key of the lock."""
         return self._lock_key
 
+    @property
+    def lease(self) -> float | None:
+        """Seconds a held lock lasts if it is not renewed (``lock_expiry``)."""
+        return self._lock_expiry
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds :meth:`lock` waits for the lock before it raises."""
+        return self._lock_timeout
+
+    @property
+    def operation_timeout(self) -> float:
+        """Seconds after which any one operation is cut off with :class:`TokenStoreError`."""
+        return self._op_timeout
+
     # -- the protocol ------------------------------------------------------------
 
     async def load(self) -> Token | None:
         """The stored token, or ``None`` if the key does not exist.
 
         Raises:
-            TokenStoreError: Redis is unreachable or failed, or the value is not a token.
+            TokenStoreError: Redis is unreachable, failed or did not answer in time, or
+                the value is not a token.
+            ClosedError: The store was closed before or during the call.
         """
         raw = await self._call("read", self._client.get, self._key)
         if raw is None:
@@ -159,7 +386,9 @@ class RedisTokenStore(AsyncClosing):
         """Replace the stored token with one ``SET``.
 
         Raises:
-            TokenStoreError: Redis is unreachable or failed.
+            TokenStoreError: Redis is unreachable, failed, refused the write (a replica,
+                ``NOREPLICAS``) or did not answer in time.
+            ClosedError: The store was closed before or during the call.
         """
         if not isinstance(token, Token):
             raise TypeError(f"save() takes a Token, not {type(token).__name__}")
@@ -173,59 +402,139 @@ class RedisTokenStore(AsyncClosing):
         """Delete the key, whatever it holds.
 
         Raises:
-            TokenStoreError: Redis is unreachable or failed.
+            TokenStoreError: Redis is unreachable, failed or did not answer in time.
+            ClosedError: The store was closed before or during the call.
         """
         await self._call("delete", self._client.delete, self._key)
         log.info("token removed", extra={"event": "store.cleared", "store": self.description})
 
     def lock(self) -> AbstractAsyncContextManager[None]:
-        """Exclusive across every process using this key on this Redis.
+        """Exclusive across every process using this key on this Redis, renewed while held.
 
         Not re-entrant: a task that enters it twice waits for itself until the timeout.
 
         Raises:
             TokenStoreError: Not acquired within ``lock_timeout``, or Redis failed.
+            ClosedError: The store is closed.
         """
         self._check_open()
         return layered_lock(
             self._task_lock,
             self._lock_timeout,
             self._acquire,
-            self._release_owned,
+            self._release_held,
             self._lock_timeout_error,
             message="Redis lock acquired",
             description=self.description,
         )
 
-    async def _release_owned(self, owner: bytes) -> None:
-        # Shielded: a second cancellation must not stop the release itself.
-        await asyncio.shield(self._spawn_release(owner, after_cancel=False))
+    async def check_lease(self) -> None:
+        """Make sure this process still holds the lock, and renew it; one round trip.
+
+        Call it inside :meth:`lock`, right before doing what only the lock's holder may
+        do (presenting a refresh token).
+
+        Raises:
+            TokenStoreError: The lease was lost (the lock expired, was deleted or is
+                another owner's; a renewal could not reach Redis in time), it cannot be
+                confirmed now, or no lock is held.
+            ClosedError: The store is closed.
+        """
+        self._check_open()
+        hold = self._hold
+        if hold is None:
+            raise TokenStoreError(
+                f"check_lease() on {self.description} outside lock(): no lock is held",
+                store=self.description,
+            )
+        try:
+            await self._renew_once(hold)
+        except _LeaseLost as e:
+            raise self._lost_error(str(e)) from None
 
     async def aclose(self) -> None:
         """Close the client if this store created it; idempotent.
 
-        Waits briefly for lock releases still in flight. A borrowed client stays open.
+        Operations still in flight end with :class:`ClosedError`; lock releases in flight
+        get a short grace. Returns within a few seconds even when Redis hangs. A
+        borrowed client or ``Sentinel`` stays open.
         """
         if self._closed:
             return
         self._closed = True
+        loop = asyncio.get_running_loop()
+        for scope in list(self._scopes):
+            if not scope.expired():  # one that is expiring already ends by itself
+                scope.reschedule(loop.time())
+        hold = self._hold
+        if hold is not None and hold.renewer is not None:
+            hold.renewer.cancel()
         if self._pending:
-            await asyncio.wait(set(self._pending), timeout=_CLOSE_GRACE)
+            _, late = await asyncio.wait(set(self._pending), timeout=_CLOSE_GRACE)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=_CLOSE_GRACE)
         if self._owns_client:
-            await self._client.aclose()
+            try:
+                async with asyncio.timeout(_CLOSE_GRACE):
+                    await self._client.aclose()
+                    if self._sentinel is not None:
+                        for client in self._sentinel.sentinels:
+                            await client.aclose()
+            except (TimeoutError, RedisError, OSError) as e:
+                log.warning(
+                    "closing the Redis client failed (%s)",
+                    type(e).__name__,
+                    extra={"event": "store.close_failed", "store": self.description},
+                )
 
     # -- internals ---------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
+            raise ClosedError(f"{self!r} is closed")
+
+    @asynccontextmanager
+    async def _bounded(self, action: str, budget: float | None = None) -> AsyncIterator[None]:
+        """Cut what runs inside off after ``budget`` seconds (the operation timeout)."""
+        self._check_open()
+        seconds = self._op_timeout if budget is None else budget
+        timer = asyncio.timeout(seconds)
+        self._scopes.add(timer)
+        try:
+            async with timer:
+                yield
+        except TimeoutError as e:
+            if self._closed:
+                raise ClosedError(f"{self!r} was closed during the call") from None
+            if not timer.expired():
+                raise  # not ours
+            raise self._no_answer(action, seconds) from e
+        finally:
+            self._scopes.discard(timer)
 
     async def _call(self, action: str, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-        self._check_open()
         try:
-            return await fn(*args)
+            async with self._bounded(action):
+                return await fn(*args)
         except (RedisError, OSError) as e:
+            if self._closed:
+                raise ClosedError(f"{self!r} was closed during the call") from None
             raise self._redis_error(action, e) from e
+
+    def _no_answer(self, action: str, seconds: float) -> TokenStoreError:
+        log.warning(
+            "Redis %s: no answer within %.3g s",
+            action,
+            seconds,
+            extra={"event": "store.error", "store": self.description},
+        )
+        return TokenStoreError(
+            f"cannot {action} token in Redis ({self.description}): no answer within "
+            f"{seconds:.3g} s",
+            store=self.description,
+        )
 
     def _redis_error(self, action: str, e: BaseException) -> TokenStoreError:
         detail = safe_text(scrub(str(e), self._secrets))
@@ -281,32 +590,116 @@ class RedisTokenStore(AsyncClosing):
             store=self.description,
         )
 
-    def _new_lock(self) -> Any:
+    def _lost_error(self, reason: str) -> TokenStoreError:
+        return TokenStoreError(
+            f"the lock on token in Redis {self.description} (lock key {self._lock_key}) "
+            f"was lost: {reason}; not refreshing",
+            store=self.description,
+        )
+
+    def _new_lock(self) -> _Lock:
         # A fresh Lock per acquisition, so no task ever sees another's owner token.
-        return self._client.lock(
+        lock = self._client.lock(
             self._lock_key,
             timeout=self._lock_expiry,
             sleep=_POLL_INTERVAL,
             blocking=True,
             thread_local=False,
+            lock_class=_Lock,
         )
+        assert isinstance(lock, _Lock)
+        return lock
 
-    async def _acquire(self, wait: float) -> bytes:
-        """Take the Redis lock; returns the owner token that releases it."""
+    async def _acquire(self, wait: float) -> _Hold:
+        """Take the Redis lock and start renewing it."""
         owner = secrets.token_hex(16).encode("ascii")
         rlock = self._new_lock()
         try:
-            acquired = await rlock.acquire(blocking_timeout=wait, token=owner)
-        except asyncio.CancelledError:
+            async with self._bounded("lock", wait + self._op_timeout):
+                acquired = await rlock.acquire(blocking_timeout=wait, token=owner)
+        except BaseException as e:
             # The SET NX may have reached Redis: release it if it did (only our token can).
-            self._spawn_release(owner, after_cancel=True)
+            # Once the store is closed, the lock expires by itself instead.
+            if not self._closed:
+                self._spawn_release(owner, after_cancel=True)
+            if isinstance(e, RedisError | OSError):
+                if self._closed:
+                    raise ClosedError(f"{self!r} was closed during the call") from None
+                raise self._redis_error("lock", e) from e
             raise
-        except (RedisError, OSError) as e:
-            self._spawn_release(owner, after_cancel=True)
-            raise self._redis_error("lock", e) from e
         if not acquired:
             raise self._lock_timeout_error()
-        return owner
+        hold = _Hold(rlock, owner, rlock.sent_at + self._lock_expiry)
+        hold.renewer = asyncio.get_running_loop().create_task(self._renew_loop(hold))
+        self._hold = hold
+        return hold
+
+    async def _renew_once(self, hold: _Hold) -> None:
+        """Renew the lease of ``hold`` once.
+
+        Raises:
+            _LeaseLost: It is lost (now or before).
+            TokenStoreError: Redis could not confirm it, but it may still be held.
+        """
+        if hold.lost is not None:
+            raise _LeaseLost(hold.lost)
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        left = hold.valid_until - sent
+        if left <= 0:
+            self._lose(hold, "it ran out before it could be renewed")
+        try:
+            async with self._bounded("renew lock on", min(left, self._op_timeout)):
+                await hold.lock.reacquire()
+        except LockNotOwnedError:
+            self._lose(hold, "the lock key is gone or holds another owner's token")
+        except (TokenStoreError, RedisError, OSError) as e:
+            if loop.time() >= hold.valid_until:
+                why = f"Redis could not be reached before it ran out ({type(e).__name__})"
+                self._lose(hold, why)
+            if isinstance(e, TokenStoreError):
+                raise
+            raise self._redis_error("renew lock on", e) from e
+        hold.valid_until = max(hold.valid_until, sent + self._lock_expiry)
+
+    def _lose(self, hold: _Hold, reason: str) -> None:
+        if hold.lost is None:
+            hold.lost = reason
+            log.warning(
+                "the Redis lock's lease was lost: %s",
+                reason,
+                extra={"event": "store.lease_lost", "store": self.description},
+            )
+        raise _LeaseLost(hold.lost)
+
+    async def _renew_loop(self, hold: _Hold) -> None:
+        """Renew every ``lease / 3`` until released, closed or lost."""
+        interval = self._lock_expiry / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew_once(hold)
+            except _LeaseLost:
+                return
+            except (TokenStoreError, ClosedError):
+                if self._closed:
+                    return
+                # Logged by the error path; the next tick tries again while time is left.
+
+    async def _release_held(self, hold: _Hold) -> None:
+        if self._hold is hold:
+            self._hold = None
+        if hold.renewer is not None:
+            hold.renewer.cancel()
+        if self._closed:
+            # The client is closed (or closing): the lock expires by itself.
+            log.debug(
+                "Redis lock left to expire: the store was closed while it was held",
+                extra={"event": "store.unlock_skipped", "store": self.description},
+            )
+            return
+        # Shielded: a second cancellation must not stop the release itself.
+        await asyncio.shield(self._spawn_release(hold.owner, after_cancel=False))
 
     def _spawn_release(self, owner: bytes, *, after_cancel: bool) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._release(owner, after_cancel))
@@ -317,21 +710,78 @@ class RedisTokenStore(AsyncClosing):
     async def _release(self, owner: bytes, after_cancel: bool) -> None:
         """Release the lock if ``owner`` still holds it; never raises."""
         try:
-            await self._new_lock().do_release(owner)
+            async with asyncio.timeout(self._op_timeout):
+                await self._new_lock().do_release(owner)
         except LockNotOwnedError:
             if after_cancel:
                 return  # the cancelled SET NX never took the lock: nothing to do
             log.warning(
-                "the Redis lock expired before it was released: the work under it took "
-                "longer than lock_expiry, and another process may have run it too",
+                "the Redis lock expired or was taken before it was released: the work "
+                "under it outlived its lease, and another process may have run it too",
                 extra={"event": "store.lock_lost", "store": self.description},
             )
-        except (RedisError, OSError) as e:
+        except (TimeoutError, RedisError, OSError) as e:
             log.warning(
                 "releasing the Redis lock failed (%s); it expires by itself",
                 type(e).__name__,
                 extra={"event": "store.unlock_failed", "store": self.description},
             )
+
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")
+
+
+def _parse_sentinel_url(
+    url: str,
+) -> tuple[list[tuple[str, int]], str, int, dict[str, str], dict[str, str]]:
+    """Sentinels, service name, db, master credentials and sentinel credentials.
+
+    Raises:
+        ValueError: Not the documented form; the message never quotes the URL.
+    """
+
+    def bad(why: str) -> ValueError:
+        return ValueError(
+            "not a Redis Sentinel URL (expected redis+sentinel://[[user]:password@]"
+            f"host[:port][,host[:port]...]/service[/db]): {why}"
+        )
+
+    parts = urlsplit(url)
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    if not at:
+        userinfo, hostlist = "", parts.netloc
+    sentinels: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        m = _HOST_PORT.match(item.strip())
+        if m is None:
+            raise bad("a host is empty or malformed")
+        port = int(m["port"]) if m["port"] else _SENTINEL_PORT
+        if not 0 < port < 65536:
+            raise bad("a port is out of range")
+        sentinels.append((m["v6"] or m["host"], port))
+    path = [unquote(p) for p in parts.path.split("/")[1:]]
+    if path and path[-1] == "":
+        path.pop()
+    if not path or not path[0] or len(path) > 2:
+        raise bad("the path must be /service or /service/db")
+    db = 0
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise bad("the database must be a number")
+        db = int(path[1])
+    auth: dict[str, str] = {}
+    if userinfo:
+        user, colon, password = userinfo.partition(":")
+        if user:
+            auth["username"] = unquote(user)
+        if colon and password:
+            auth["password"] = unquote(password)
+    sentinel_auth: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _SENTINEL_QUERY:
+            raise bad(f"unknown option {safe_text(name, limit=40)!r}")
+        sentinel_auth[name.removeprefix("sentinel_")] = value
+    return sentinels, path[0], db, auth, sentinel_auth
 
 
 def _describe(client: aioredis.Redis) -> tuple[str, list[str]]:
@@ -345,7 +795,15 @@ def _describe(client: aioredis.Redis) -> tuple[str, list[str]]:
     cls = getattr(pool, "connection_class", None)
     secrets_ = [str(kwargs[k]) for k in ("password", "username") if kwargs.get(k)]
     db = kwargs.get("db", 0)
-    if isinstance(cls, type) and issubclass(cls, UnixDomainSocketConnection):
+    if isinstance(pool, SentinelConnectionPool):
+        hosts = []
+        for sentinel in pool.sentinel_manager.sentinels:
+            skw = sentinel.connection_pool.connection_kwargs
+            secrets_ += [str(skw[k]) for k in ("password", "username") if skw.get(k)]
+            host = str(skw.get("host", "?"))
+            hosts.append(f"[{host}]:{skw['port']}" if ":" in host else f"{host}:{skw['port']}")
+        server = f"redis+sentinel://{','.join(hosts)}/{pool.service_name}/{db}"
+    elif isinstance(cls, type) and issubclass(cls, UnixDomainSocketConnection):
         server = f"unix://{kwargs.get('path', '?')}?db={db}"
     elif "host" in kwargs:
         scheme = "rediss" if isinstance(cls, type) and issubclass(cls, SSLConnection) else "redis"

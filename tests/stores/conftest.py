@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from _redis_server import redis_server  # noqa: F401  (a fixture: a Redis of the test's own)
 from store_helpers import (
     REDIS_PREFIX,
     REDIS_URL,

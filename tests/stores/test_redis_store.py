@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import redis.asyncio
 from store_helpers import REDIS_PREFIX, SECRET_MARK, make_token
 
 from netrex_async import TokenStoreError
+from netrex_async._errors import ClosedError
 from netrex_async.stores.redis import RedisTokenStore
 
 PASSWORD = f"pw-{SECRET_MARK}-hunter2"
@@ -98,6 +98,129 @@ def test_bad_url_does_not_echo_it() -> None:
     assert_no_password(str(info.value))
 
 
+def test_url_clients_get_timeouts_health_checks_and_a_retry() -> None:
+    store = RedisTokenStore("redis://db.example/0", key="k")
+    kwargs = store._client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 5.0
+    assert kwargs["socket_connect_timeout"] == 5.0
+    assert kwargs["health_check_interval"] == 15.0
+    assert kwargs["retry"].get_retries() == 3
+    # 4 attempts x (5 s connect + 5 s answer) + back-offs 0.2 + 0.4 + 0.8
+    assert store.operation_timeout == pytest.approx(41.4)
+    assert store.lease == 60.0
+    assert store.lock_timeout == 75.0
+
+
+def test_url_query_wins_over_the_arguments() -> None:
+    store = RedisTokenStore(
+        "redis://db.example/0?socket_timeout=2&health_check_interval=3",
+        key="k",
+        socket_timeout=9,
+        connect_timeout=1,
+        retries=1,
+    )
+    kwargs = store._client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 2.0
+    assert kwargs["socket_connect_timeout"] == 1.0
+    assert kwargs["health_check_interval"] == 3
+    assert kwargs["retry"].get_retries() == 1
+    assert store.operation_timeout == pytest.approx(2 * (2 + 1) + 0.2)
+    assert RedisTokenStore("redis://x", key="k", operation_timeout=3).operation_timeout == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"socket_timeout": 0}, ValueError),
+        ({"connect_timeout": float("inf")}, ValueError),
+        ({"health_check_interval": -1}, ValueError),
+        ({"retries": -1}, ValueError),
+        ({"retries": 1.5}, TypeError),
+        ({"operation_timeout": 0}, ValueError),
+        ({"service_name": "svc"}, TypeError),
+    ],
+)
+def test_bad_connection_options(options: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        RedisTokenStore("redis://localhost", key="k", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("url", "server", "db", "master_auth"),
+    [
+        (
+            "redis+sentinel://s1.example:26380,s2.example/svc",
+            "redis+sentinel://s1.example:26380,s2.example:26379/svc/0",
+            0,
+            {},
+        ),
+        (
+            f"redis+sentinel://:{PASSWORD}@s1.example/svc/3",
+            "redis+sentinel://s1.example:26379/svc/3",
+            3,
+            {"password": PASSWORD},
+        ),
+        (
+            f"redis+sentinel://app:{PASSWORD}@[::1]:26390,10.0.0.2:26391/my%20svc/"
+            f"?sentinel_password={PASSWORD}x",
+            "redis+sentinel://[::1]:26390,10.0.0.2:26391/my svc/0",
+            0,
+            {"username": "app", "password": PASSWORD},
+        ),
+    ],
+)
+async def test_sentinel_url(url: str, server: str, db: int, master_auth: dict[str, str]) -> None:
+    async with RedisTokenStore(url, key="grant") as store:
+        assert store.description == f"{server} key netrex_async:grant"
+        assert_no_password(store.description)
+        assert_no_password(repr(store))
+        pool = store._client.connection_pool
+        assert pool.connection_kwargs["db"] == db
+        for name in ("username", "password"):
+            assert pool.connection_kwargs.get(name) == master_auth.get(name)
+        assert pool.connection_kwargs["socket_timeout"] == 5.0
+        assert pool.connection_kwargs["retry"].get_retries() == 3
+        for sentinel in pool.sentinel_manager.sentinels:
+            skw = sentinel.connection_pool.connection_kwargs
+            assert skw["socket_timeout"] == 5.0
+            assert skw.get("password") == (PASSWORD + "x" if "sentinel_password" in url else None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s1.example:26379",  # no service
+        "redis+sentinel://s1.example/svc/x",  # db not a number
+        "redis+sentinel://s1.example/svc/1/2",
+        "redis+sentinel://s1.example,,s2/svc",
+        "redis+sentinel://s1.example:99999/svc",
+        f"redis+sentinel://s1.example/svc?password={PASSWORD}",  # unknown option
+        f"redis+sentinel://u:{PASSWORD}@/svc",
+    ],
+)
+def test_bad_sentinel_url_does_not_echo_it(url: str) -> None:
+    with pytest.raises(ValueError, match="not a Redis Sentinel URL") as info:
+        RedisTokenStore(url, key="k")
+    assert_no_password(str(info.value))
+
+
+@pytest.mark.asyncio
+async def test_a_given_sentinel_needs_a_service_name_and_stays_open() -> None:
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = Sentinel([("s1.example", 26379)], socket_timeout=1.5)
+    with pytest.raises(TypeError, match="service_name"):
+        RedisTokenStore(sentinel, key="k")
+    store = RedisTokenStore(sentinel, key="k", service_name="svc")
+    kwargs = store._client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 1.5  # the Sentinel's own setting is kept
+    assert kwargs["retry"].get_retries() == 3  # what it left out is added
+    assert store.description == "redis+sentinel://s1.example:26379/svc/0 key netrex_async:k"
+    await store.aclose()
+    await sentinel.aclose()
+
+
 def test_neither_url_nor_client() -> None:
     with pytest.raises(TypeError, match="url_or_client"):
         RedisTokenStore(6379, key="k")  # type: ignore[arg-type]
@@ -142,8 +265,12 @@ async def test_connection_error_is_a_store_error_without_the_password() -> None:
 async def test_closed_store_refuses_work() -> None:
     store = RedisTokenStore("redis://127.0.0.1:1", key="k")
     await store.aclose()
-    with pytest.raises(RuntimeError, match="closed"):
-        await store.load()
+    for op in (store.load(), store.save(make_token()), store.clear(), store.check_lease()):
+        with pytest.raises(ClosedError, match="closed"):
+            await op
+    with pytest.raises(ClosedError, match="closed"):
+        store.lock()
+    assert issubclass(ClosedError, RuntimeError)
 
 
 # -- against a server ---------------------------------------------------------------
@@ -192,39 +319,40 @@ async def test_borrowed_client_description_has_no_password(redis_url: str) -> No
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_lock_expires_when_the_holder_never_releases(
-    redis_url: str, redis_key: str, caplog: pytest.LogCaptureFixture
+async def test_a_held_lock_is_renewed_past_its_expiry(
+    redis_url: str, redis_key: str, raw: redis.asyncio.Redis
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="netrex_async.stores")
-    hung = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_expiry=0.3)
-    waiter = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_timeout=3)
-    async with hung, waiter:
-        async with hung.lock():
-            started = time.monotonic()
-            async with waiter.lock():
-                assert 0.1 < time.monotonic() - started < 2
-        # The hung holder finds out when it finally lets go: logged, not raised.
-        lost = [r for r in caplog.records if r.event == "store.lock_lost"]
-        assert len(lost) == 1
-        assert lost[0].store == hung.description
+    """The holder works for 3 leases; the renewal keeps everyone else out meanwhile."""
+    holder = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_expiry=0.6)
+    waiter = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_timeout=0)
+    async with holder, waiter:
+        assert holder.lease == 0.6
+        async with holder.lock():
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 3 * 0.6
+            while loop.time() < end:
+                with pytest.raises(TokenStoreError, match="not acquired"):
+                    async with waiter.lock():
+                        pytest.fail("took a lock whose holder is alive")
+                ttl = await raw.pttl(holder.lock_key)
+                assert 0 < ttl <= 600
+                await asyncio.sleep(0.1)
+            await holder.check_lease()  # still ours
+        assert await raw.get(holder.lock_key) is None  # released on the way out
+        async with waiter.lock():
+            pass
 
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_late_release_does_not_free_the_new_holders_lock(
-    redis_url: str, redis_key: str
-) -> None:
-    hung = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_expiry=0.2)
-    waiter = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_timeout=3)
-    third = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_timeout=0.2)
-    async with hung, waiter, third:
-        hung_cm = hung.lock()
-        await hung_cm.__aenter__()
-        async with waiter.lock():
-            await hung_cm.__aexit__(None, None, None)  # too late: the lock is the waiter's
-            with pytest.raises(TokenStoreError):
-                async with third.lock():
-                    pytest.fail("the late release freed someone else's lock")
+async def test_check_lease_outside_lock_is_a_store_error(redis_url: str, redis_key: str) -> None:
+    async with RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX) as store:
+        with pytest.raises(TokenStoreError, match="outside lock"):
+            await store.check_lease()
+        async with store.lock():
+            await store.check_lease()
+        with pytest.raises(TokenStoreError, match="outside lock"):
+            await store.check_lease()
 
 
 @pytest.mark.redis
