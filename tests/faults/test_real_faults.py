@@ -18,15 +18,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from _redis_server import REDIS_SERVER, RedisServer
 from hardening._helpers import app_for
 
 from netrex_async import (
     FileTokenStore,
     NetrexClient,
+    NetrexError,
     OAuth2Client,
+    RetryPolicy,
     TokenManager,
 )
-from netrex_async.testing import FakeNetrex
+from netrex_async.testing import FakeNetrex, Fault
 
 LIFETIME = 1.5
 QUERY = "{cameraList{name}}"
@@ -61,14 +64,14 @@ def _small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte; returns the filler file."""
     filler = disk / "filler"
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 1024)
-            f.flush()
-    with open(filler, "ab") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0")
-            f.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1024, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -98,11 +101,11 @@ async def _until(condition, seconds: float) -> None:  # type: ignore[no-untyped-
         await asyncio.sleep(0.05)
 
 
-async def _grant_alive(fake: FakeNetrex, store: object) -> None:
+async def _grant_alive(fake: FakeNetrex, store: object, **manager: object) -> None:
     """Another manager, reading the store afresh, can still refresh the grant."""
     assert fake.counters.reuse_detected == 0, "a rotated-out refresh token came back"
-    async with OAuth2Client(app_for(fake)) as oauth:
-        other = TokenManager(oauth, store, background=False)  # type: ignore[arg-type]
+    async with OAuth2Client(app_for(fake), retry=RetryPolicy(max_time=2)) as oauth:
+        other = TokenManager(oauth, store, background=False, **manager)  # type: ignore[arg-type]
         token = await other.refresh()
         assert fake.is_valid(token.access_token)
         await other.aclose()
@@ -121,7 +124,7 @@ async def test_full_disk_during_refreshes_keeps_the_grant(fake, small_disk):
     filler = _fill(small_disk)
     async with (
         OAuth2Client(app_for(fake)) as oauth,
-        TokenManager(oauth, store) as manager,
+        TokenManager(oauth, store, save_timeout=2) as manager,
         NetrexClient(manager, provider=fake.provider) as client,
     ):
         results = await _calls(client, 3 * LIFETIME)
@@ -139,44 +142,66 @@ async def test_full_disk_during_refreshes_keeps_the_grant(fake, small_disk):
 # -- Redis as it fails in production -----------------------------------------------------
 
 
-redis_server_mod = pytest.importorskip("_redis_server")
-RedisServer = redis_server_mod.RedisServer
-
-
 @pytest.fixture(name="redis")
 def _redis() -> Iterator[RedisServer]:
-    if redis_server_mod.REDIS_SERVER is None:
+    if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed")
     with RedisServer() as server:
         yield server
 
 
-def _redis_store(server: RedisServer):  # type: ignore[no-untyped-def]
+def _redis_store(server: RedisServer, **kw: object):  # type: ignore[no-untyped-def]
     from netrex_async.stores.redis import RedisTokenStore
 
-    return RedisTokenStore(server.url, key="grant", socket_timeout=1, connect_timeout=1)
+    return RedisTokenStore(server.url, key="grant", socket_timeout=1, connect_timeout=1, **kw)
 
 
-async def test_read_only_redis_after_a_failover_keeps_the_grant(fake, redis):
+async def test_redis_read_only_during_a_refresh_keeps_the_grant(fake, redis):
+    # A failover onto a replica while the token request is in flight: the lock was
+    # taken, the provider rotated the refresh token, and now Redis refuses the save.
     async with _redis_store(redis) as store:
         await store.save(fake.issue_token(expires_in=LIFETIME))
         async with (
             OAuth2Client(app_for(fake)) as oauth,
-            TokenManager(oauth, store) as manager,
+            TokenManager(oauth, store, background=False) as manager,
             NetrexClient(manager, provider=fake.provider) as client,
         ):
             assert (await client.graphql(QUERY))["cameraList"]
-            redis.readonly()  # a master that lost its replicas: NOREPLICAS on writes
-            results = await _calls(client, 3 * LIFETIME)
-            assert not [r for r in results if isinstance(r, Exception)], results[:3]
-            assert fake.counters.token_requests["refresh_token"] >= 2
+            fake.inject("token", Fault.delay(0.5))
+            refreshing = asyncio.create_task(manager.refresh())
+            await _until(lambda: fake.counters.requests["token"] >= 1, 5)
+            redis.readonly()  # NOREPLICAS on every write from now on
+            new = await asyncio.wait_for(refreshing, 5)
+            assert fake.is_valid(new.access_token)
+            await _until(lambda: manager.stats.save_failures >= 1, 5)
             assert manager.stats.unsaved
+            results = await _calls(client, LIFETIME / 2)
+            assert not [r for r in results if isinstance(r, Exception)], results[:3]
             assert fake.counters.reuse_detected == 0
             redis.cli("CONFIG", "SET", "min-replicas-to-write", "0")  # writable again
-            await _until(lambda: not manager.stats.unsaved, 10 * LIFETIME)
+            await _until(lambda: not manager.stats.unsaved, 30)
             await manager.settle()
             assert (await store.load()) == manager.current
         await _grant_alive(fake, store)
+
+
+async def test_read_only_redis_refuses_the_lock_and_presents_nothing(fake, redis):
+    # A lock that could not be released on a read-only Redis lingers for its lease: a
+    # short one, and managers whose worst case fits in it.
+    short = {"store_timeout": 0.5, "save_timeout": 0.5}
+    async with _redis_store(redis, lock_expiry=6, lock_timeout=8) as store:
+        await store.save(fake.issue_token(expires_in=LIFETIME))
+        async with (
+            OAuth2Client(app_for(fake), retry=RetryPolicy(max_time=2)) as oauth,
+            TokenManager(oauth, store, background=False, **short) as manager,
+        ):
+            await manager.token()
+            redis.readonly()
+            with pytest.raises(NetrexError):
+                await manager.refresh()  # no lease, so no refresh token is presented
+            assert fake.counters.token_requests["refresh_token"] == 0
+            redis.cli("CONFIG", "SET", "min-replicas-to-write", "0")
+        await _grant_alive(fake, store, **short)
 
 
 async def test_redis_restarted_empty_keeps_the_grant(fake, redis):
@@ -223,8 +248,6 @@ async def test_paused_redis_bounds_every_wait_and_aclose(fake, redis):
                 results = await _calls(client, 2 * LIFETIME, tasks=3)
                 assert time.monotonic() - started < 2 * LIFETIME + 15
                 assert any(not isinstance(r, Exception) for r in results)
-                from netrex_async import NetrexError
-
                 assert all(isinstance(r, NetrexError | dict) for r in results)
                 started = time.monotonic()
                 await asyncio.wait_for(manager.aclose(), 15)
