@@ -418,3 +418,18 @@ async def test_nothing_is_logged_on_the_fast_path(caplog):
         for _ in range(100):
             await m.token()
         assert caplog.records == []
+
+
+async def test_a_grant_the_api_refuses_logs_one_warning_per_hold_off_window(caplog):
+    # #13: 1,000 calls refused with a token a 401 just bought logged 1,000 WARNINGs.
+    caplog.set_level(logging.WARNING, logger="netrex_async")
+    oauth = ScriptedOAuth()
+    async with manager(oauth, MemoryTokenStore(make_token(1, lifetime=3600))) as m:
+        await m.invalidate(await m.token())  # a 401: refreshed once
+        bought = await m.token()
+        assert oauth.calls == 1
+        for _ in range(1000):  # the API refuses the new token too, call after call
+            await m.invalidate(bought)
+        assert oauth.calls == 1  # the hold-off: no refresh per call
+    again = [r for r in caplog.records if getattr(r, "event", None) == "token_rejected_again"]
+    assert len(again) == 1
