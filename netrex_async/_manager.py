@@ -38,7 +38,7 @@ from ._events import (
 from ._lifecycle import AsyncClosing
 from ._oauth import OAuth2Client
 from ._redact import fingerprint, safe_text
-from ._retry import is_testing
+from ._retry import RetryPolicy, Transient, call, is_testing
 from ._stores._base import TokenStore
 from ._token import Token
 from ._token_state import (
@@ -728,36 +728,40 @@ class TokenManager(AsyncClosing):
     async def _save_locked(self, token: Token, *, why: str) -> None:
         """Save ``token`` (lock held), retrying for up to ``save_timeout`` seconds; then
         leave it to the background with back-off."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.save_timeout
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def once() -> None:
+            nonlocal attempts
+            attempts += 1
             try:
-                await self._store_call(
-                    "write", self.store.save(token), limit=deadline - loop.time(), finish=True
-                )
+                await self._store_call("write", self.store.save(token), finish=True)
             except TokenStoreError as e:
                 self._save_failures += 1
-                left = deadline - loop.time()
-                if left <= 0 or (is_testing() and attempt >= 4):
-                    self._save_failed(token, e, attempt)
-                    return
-                pause = 0.0 if is_testing() else min(0.1 * 2 ** (attempt - 1), 2.0, left)
-                await asyncio.sleep(pause)
-                continue
-            if self._unsaved is token:
-                self._unsaved = None
-            if attempt > 1 or why == "restore":
-                _log.manager.info(
-                    "token saved after %d attempt(s)%s",
-                    attempt,
-                    " (the store had lost it)" if why == "restore" else "",
-                    extra={"event": "token_saved", "grant": token.fingerprint, "attempt": attempt},
-                )
-            return
+                raise Transient(e) from None
 
-    def _save_failed(self, token: Token, error: TokenStoreError, attempts: int) -> None:
+        policy = RetryPolicy(attempts=20, max_time=self.save_timeout, initial=0.1, max_wait=2.0)
+        try:
+            await call(
+                once,
+                policy,
+                logger=_log.manager,
+                event="save_retry",
+                what=f"saving the new token in {_describe(self.store)}",
+            )
+        except NetrexError as e:
+            self._save_failed(token, e, attempts)
+            return
+        if self._unsaved is token:
+            self._unsaved = None
+        if attempts > 1 or why == "restore":
+            _log.manager.info(
+                "token saved after %d attempt(s)%s",
+                attempts,
+                " (the store had lost it)" if why == "restore" else "",
+                extra={"event": "token_saved", "grant": token.fingerprint, "attempt": attempts},
+            )
+
+    def _save_failed(self, token: Token, error: NetrexError, attempts: int) -> None:
         _log.manager.error(
             "the new token could not be saved (%s); it is in use, its save is retried "
             "in the background, and the old refresh token will not be used again",

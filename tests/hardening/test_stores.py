@@ -365,7 +365,7 @@ async def test_redis_down_during_a_refresh(fake, app, redis_key, redis_proxy):
             key=redis_key,
             prefix="netrex_async_test:",
             lock_timeout=2,
-            lock_expiry=4,
+            lock_expiry=6,
         ) as store,
         OAuth2Client(app, retry=RetryPolicy(attempts=2, max_time=1)) as oauth,
     ):
