@@ -470,7 +470,10 @@ class TokenManager(AsyncClosing):
         """Refresh now, whatever the token's age (joins a refresh already running).
 
         Raises:
-            ReauthorizationRequired, OAuthError, TransportError, TokenStoreError.
+            ReauthorizationRequired: The grant is gone.
+            OAuthError: The token endpoint refused the refresh.
+            TransportError: The provider could not be reached (after retries).
+            TokenStoreError: The store could not be read, locked or written.
             ClosedError: The manager is closed.
         """
         self._check_open()
