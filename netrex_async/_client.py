@@ -44,7 +44,7 @@ from ._errors import (
     TransportError,
 )
 from ._lifecycle import AsyncClosing
-from ._manager import StaticToken, TokenManager, TokenSource
+from ._manager import MIN_REFRESH_INTERVAL, StaticToken, TokenManager, TokenSource
 from ._oauth import OAuth2Client
 from ._oauth_protocol import OAuth2App, parse_retry_after
 from ._provider import Provider
@@ -271,6 +271,7 @@ class NetrexClient(AsyncClosing):
         skew: float | None = None,
         background: bool = True,
         hooks: Any = (),
+        min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         **kwargs: Any,
     ) -> NetrexClient:
         """A client for ``app``'s grant kept in ``store``: the common case in one line.
@@ -285,7 +286,13 @@ class NetrexClient(AsyncClosing):
         """
         oauth = OAuth2Client(app)
         manager = TokenManager(
-            oauth, store, margin=margin, skew=skew, background=background, hooks=hooks
+            oauth,
+            store,
+            margin=margin,
+            skew=skew,
+            background=background,
+            hooks=hooks,
+            min_refresh_interval=min_refresh_interval,
         )
         kwargs.setdefault("provider", app.provider)
         client = cls(manager, **kwargs)

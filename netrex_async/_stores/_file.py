@@ -154,13 +154,15 @@ class FileTokenStore(AsyncClosing):
     Args:
         path: The token file. Relative paths are made absolute at construction.
         lock_timeout: Seconds :meth:`lock` waits, counting the wait for other tasks of
-            this process, before it raises :class:`TokenStoreError`; 0 tries once. Make
-            it longer than the slowest refresh (a token request with its retries).
+            this process, before it raises :class:`TokenStoreError`; 0 tries once. The
+            default, 60 s, outlasts the slowest refresh a :class:`TokenManager` with
+            default settings can make (:attr:`TokenManager.worst_case`, about 52 s), so
+            a waiter never gives up on a holder that is still working.
     """
 
     _path: Path = attrs.field(converter=_absolute, alias="path")
     _lock_timeout: float = attrs.field(
-        default=30.0, kw_only=True, alias="lock_timeout", validator=_seconds
+        default=60.0, kw_only=True, alias="lock_timeout", validator=_seconds
     )
     _task_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
 
@@ -181,6 +183,17 @@ class FileTokenStore(AsyncClosing):
     def lock_path(self) -> Path:
         """The sidecar file the cross-process lock is taken on."""
         return self._path.with_name(self._path.name + ".lock")
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds :meth:`lock` waits before it gives up."""
+        return self._lock_timeout
+
+    @property
+    def lease(self) -> None:
+        """``None``: the OS lock has no expiry; it is held until released, or until its
+        holder dies (the kernel drops it)."""
+        return None
 
     # -- the protocol ------------------------------------------------------------
 
