@@ -315,8 +315,12 @@ class FileCheckpoint(AsyncClosing):
         """
         check_cursor(cursor)
         data = (json.dumps({"version": _VERSION, "cursor": cursor}) + "\n").encode("utf-8")
-        f = self._file
-        await asyncio.to_thread(f._guarded, "write", f._replace, data)
+        await asyncio.to_thread(self._file._guarded, "write", self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        self._file._ensure_parent()
+        self._file._read_bytes()  # refuses a symlink or a non-file at the path
+        self._file._replace(data, ensure_parent=False)
 
     async def clear(self) -> None:
         """Remove the file; the next collector starts at the beginning.

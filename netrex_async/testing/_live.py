@@ -96,7 +96,7 @@ class EventSource:
         base = self.produced
         pause = min(_TICK, 1.0 / self.rate)
         while True:
-            due = base + math.floor((loop.time() - started) * self.rate)
+            due = base + math.floor((loop.time() - started) * self.rate + 1e-9)
             if due > self.produced:
                 self.make(due - self.produced)
             await asyncio.sleep(pause)
