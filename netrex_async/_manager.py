@@ -538,7 +538,12 @@ class TokenManager(AsyncClosing):
 
     def _bind_loop(self) -> None:
         if self.monotonic is None:
-            self._now = asyncio.get_running_loop().time
+            loop = asyncio.get_running_loop()
+            # asyncio's own loop reads time.monotonic(): call it directly on the fast
+            # path (one Python frame less); any other loop (uvloop, a virtual clock in
+            # tests) is asked itself.
+            plain = type(loop).time is asyncio.BaseEventLoop.time
+            self._now = time.monotonic if plain else loop.time
 
     def _view(self, *, rejected: bool = False) -> CallerView:
         tok = self._token
