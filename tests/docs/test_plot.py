@@ -1,4 +1,4 @@
-"""docs/benchmarks/plot_overhead.py draws the performance plot from a benchmark document."""
+"""docs/benchmarks/plot.py draws the performance plots from benchmark JSON documents."""
 
 from __future__ import annotations
 
@@ -9,37 +9,41 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "docs" / "benchmarks" / "plot_overhead.py"
-COMMITTED = ROOT / "docs" / "benchmarks" / "overhead.json"
+BENCH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
+SCRIPT = BENCH / "plot.py"
+PLOTS = ("fleet", "overhead")
 
 
-def _plot_module() -> dict[str, object]:
-    return runpy.run_path(str(SCRIPT))
-
-
-def test_the_committed_document_has_every_contender_at_every_concurrency() -> None:
-    summary = json.loads(COMMITTED.read_text())["summary"]
+def test_the_committed_overhead_document_has_every_contender_at_every_concurrency() -> None:
+    summary = json.loads((BENCH / "overhead.json").read_text())["summary"]
     assert sorted(summary, key=int) == ["1", "10", "100"]
     for per in summary.values():
         assert per["raw-aiohttp"]["ratio_vs_raw"] == 1.0
         assert {"netrex-manager", "netrex-static", "authlib-httpx"} <= set(per)
 
 
-def test_draws_a_png_from_the_committed_document(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="the docs extra draws the plot")
-    out = tmp_path / "overhead.png"
-    module = _plot_module()
-    module["plot"](module["load"](COMMITTED), out)  # type: ignore[operator]
+def test_the_committed_fleet_document_has_the_four_scenarios() -> None:
+    scenarios = json.loads((BENCH / "fleet.json").read_text())["scenarios"]
+    assert [s["scenario"] for s in scenarios] == ["file", "redis", "memory", "authlib"]
+    assert all(0 <= s["failures"] <= s["calls"] for s in scenarios)
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_draws_a_png_from_the_committed_document(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the docs extra draws the plots")
+    out = tmp_path / f"{name}.png"
+    assert runpy.run_path(str(SCRIPT))["draw"](name, out=out) == out
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert out.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("name", PLOTS)
 def test_refuses_a_document_of_another_benchmark(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = tmp_path / "storm.json"
-    other.write_text(json.dumps({"benchmark": "storm", "summary": {}}))
-    monkeypatch.setattr(sys, "argv", [str(SCRIPT), str(other), "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="not a bench_overhead.py JSON document"):
+    other.write_text(json.dumps({"benchmark": "storm", "summary": {}, "scenarios": []}))
+    argv = [str(SCRIPT), name, str(other), "--out", str(tmp_path / "x.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=f"not a bench_{name}.py JSON document"):
         runpy.run_path(str(SCRIPT), run_name="__main__")
