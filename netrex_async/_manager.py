@@ -1,4 +1,4 @@
-"""Token sources: a static user token, and the refreshing TokenManager.
+"""The refreshing TokenManager (the protocol and StaticToken live in ``_sources``).
 
 The manager decides nothing by itself: :mod:`._token_state` says what to do with a token
 (:func:`~._token_state.decide` for a caller, :func:`~._token_state.plan` for a refresh
@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Self, TypeVar
 
 import attrs
 
@@ -37,8 +37,9 @@ from ._events import (
 )
 from ._lifecycle import AsyncClosing
 from ._oauth import OAuth2Client
-from ._redact import fingerprint, safe_text
+from ._redact import safe_text
 from ._retry import RetryPolicy, Transient, call, is_testing
+from ._sources import StaticToken, TokenSource
 from ._stores._base import TokenStore
 from ._token import Token
 from ._token_state import (
@@ -67,65 +68,6 @@ REJECTED_AGAIN_HOLDOFF = 30.0
 MIN_REFRESH_INTERVAL = 0.5
 #: Slack added to a worst case for the scheduling and bookkeeping around the awaits.
 _SLACK = 1.0
-
-
-@runtime_checkable
-class TokenSource(Protocol):
-    """Anything that hands out bearer tokens for the API.
-
-    :class:`NetrexClient` asks ``await token()`` before each request and, when the API
-    answers 401, reports the token it sent with ``await invalidate(token)``.
-    """
-
-    async def token(self) -> str:
-        """A bearer token that is valid now."""
-        ...
-
-    async def invalidate(self, access_token: str) -> None:
-        """Report that the API rejected ``access_token``; replace it if it is current."""
-        ...
-
-
-@attrs.frozen(repr=False)
-class StaticToken:
-    """A user token created in the web UI (``</> API``): no expiry known, no refresh.
-
-    The provider recommends this mode "for most API use cases". When the API rejects
-    the token (401), :meth:`invalidate` raises :class:`ReauthorizationRequired`: only a
-    person can create a new one.
-    """
-
-    _token: str = attrs.field(alias="token")
-
-    @_token.validator
-    def _check(self, attribute: attrs.Attribute[str], value: str) -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("a user token must be a non-empty string")
-        if value != value.strip() or any(c in value for c in "\r\n\x00"):
-            raise ValueError("a user token must not contain whitespace or control characters")
-
-    def __repr__(self) -> str:
-        return f"StaticToken(fingerprint={fingerprint(self._token)!r})"
-
-    async def token(self) -> str:
-        """The user token."""
-        return self._token
-
-    async def invalidate(self, access_token: str) -> None:
-        """The API rejected the user token.
-
-        Raises:
-            ReauthorizationRequired: Always, when ``access_token`` is this token.
-        """
-        if access_token == self._token:
-            _log.manager.error(
-                "the API rejected the user token (HTTP 401)",
-                extra={"event": "reauthorization_required", "grant": fingerprint(self._token)},
-            )
-            raise ReauthorizationRequired(
-                "the API rejected the user token (HTTP 401): it was deleted or has expired; "
-                "create a new one in the web UI (</> API)"
-            )
 
 
 def _hook_tuple(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
@@ -538,7 +480,12 @@ class TokenManager(AsyncClosing):
 
     def _bind_loop(self) -> None:
         if self.monotonic is None:
-            self._now = asyncio.get_running_loop().time
+            loop = asyncio.get_running_loop()
+            # asyncio's own loop reads time.monotonic(): call it directly on the fast
+            # path (one Python frame less); any other loop (uvloop, a virtual clock in
+            # tests) is asked itself.
+            plain = type(loop).time is asyncio.BaseEventLoop.time
+            self._now = time.monotonic if plain else loop.time
 
     def _view(self, *, rejected: bool = False) -> CallerView:
         tok = self._token
