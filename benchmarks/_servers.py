@@ -28,11 +28,38 @@ from aiohttp import web
 ANSWER = b'{"data":{"cameraList":[{"name":"Entrance"},{"name":"Yard"},{"name":"Garage"}]}}'
 
 
+def event(i: int) -> dict[str, Any]:
+    """One camera event, shaped like what a collector pages through."""
+    return {
+        "id": f"evt-{i:08d}",
+        "camera": {"id": f"cam-{i % 17}", "name": f"Camera {i % 17} \u2013 Entrance"},
+        "type": "motion" if i % 3 else "line_crossing",
+        "startedAt": f"2026-12-01T10:{i % 60:02d}:{(i * 7) % 60:02d}Z",
+        "duration": round(1.5 + (i % 40) * 0.25, 2),
+        "score": (i * 37 % 100) / 100,
+        "tags": ["person", "outdoor"] if i % 2 else ["vehicle"],
+        "thumbnail": f"https://cdn.example.com/thumbs/{i:08d}.jpg",
+        "acknowledged": bool(i % 5 == 0),
+        "note": None,
+    }
+
+
+def answer_of(size: int) -> bytes:
+    """A GraphQL answer of about ``size`` bytes (a page of events); 0: :data:`ANSWER`."""
+    if size <= len(ANSWER):
+        return ANSWER
+    events: list[dict[str, Any]] = []
+    while len(json.dumps({"data": {"events": events}}).encode()) < size:
+        events.append(event(len(events)))
+    return json.dumps({"data": {"events": events}}, ensure_ascii=False).encode()
+
+
 class LeanServer:
     """Bearer check plus a fixed answer: about as little as an HTTP server can do."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, answer: bytes = ANSWER) -> None:
         self.expected = "Bearer " + token
+        self.answer = answer
         self.calls = 0
         self.unauthorized = 0
 
@@ -42,7 +69,7 @@ class LeanServer:
             self.unauthorized += 1
             return web.json_response({"error": "invalid_token"}, status=401)
         self.calls += 1
-        return web.Response(body=ANSWER, content_type="application/json")
+        return web.Response(body=self.answer, content_type="application/json")
 
     def command(self, cmd: str) -> dict[str, Any]:
         if cmd == "reset":
@@ -51,7 +78,7 @@ class LeanServer:
 
 
 async def run_lean(args: argparse.Namespace) -> None:
-    lean = LeanServer(args.token)
+    lean = LeanServer(args.token, answer_of(args.answer_bytes))
     app = web.Application()
     app.router.add_post("/api/graphql.php", lean.graphql)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -139,6 +166,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="kind", required=True)
     lean = sub.add_parser("lean")
     lean.add_argument("--token", default="bench-token")
+    lean.add_argument(
+        "--answer-bytes", type=int, default=0, help="size of the answer (0: the tiny one)"
+    )
     fake = sub.add_parser("fake")
     fake.add_argument("--expires-in", type=float, default=3600.0)
     fake.add_argument("--no-rotate", action="store_true")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import _common as c
 import aiohttp
@@ -45,6 +45,7 @@ async def per_await(fn: Callable[[], Awaitable[Any]], n: int, repeats: int) -> l
 
 class _Answer:
     status = 200
+    headers: ClassVar[dict[str, str]] = {"Content-Type": "text/plain"}  # not JSON: no body read
 
 
 async def main() -> None:

@@ -20,12 +20,20 @@ Contenders:
   raw-idiomatic    raw aiohttp as usually written: a default ClientSession (cookie jar,
                    default timeouts) with the header, ``json=``, ``await resp.json()``.
   netrex-manager   NetrexClient with a TokenManager on a fresh token (MemoryTokenStore).
-  netrex-static    NetrexClient with a StaticToken (a user token).
+  netrex-static    NetrexClient with a StaticToken (a user token), with the ``speed``
+                   extra's codec when it is installed.
+  netrex-nospeed   netrex-static with the standard library's json (as without the
+                   ``speed`` extra), in the same run.
   authlib-httpx    Authlib's httpx AsyncOAuth2Client (if installed).
   aiohttp-oauth2   aiohttp-oauth2-client's OAuth2Middleware (if installed).
 
 The server process's CPU use is measured from /proc/PID/stat (fraction of one core
 while a run lasts), to show it is not what limits throughput.
+
+The raw contenders keep aiohttp's ``total=60`` timeout: the same one-minute bound every
+NetrexClient call has (whose own deadline replaces aiohttp's per-attempt ``total``).
+
+``--answer-bytes 60000`` makes the answer a 60 KB page of events instead of three names.
 
 ``--transport memory`` replaces the network and the server by an in-memory transport
 under aiohttp (its connector hands out connections whose transport answers each
@@ -51,10 +59,23 @@ QUERY = "{cameraList{name}}"
 TOKEN = "bench-token"
 
 
-def _servers_answer() -> bytes:
-    from _servers import ANSWER
+def _servers_answer(size: int = 0) -> bytes:
+    from _servers import answer_of
 
-    return ANSWER
+    return answer_of(size)
+
+
+def speed_codec(on: bool) -> None:
+    """Switch the library's fast JSON codec (the ``speed`` extra) on or off."""
+    from netrex_async import _json
+
+    if not hasattr(_json, "_fast_loads"):
+        return
+    if not hasattr(speed_codec, "saved"):
+        speed_codec.saved = (_json._fast_loads, _json._fast_dumps)  # type: ignore[attr-defined]
+    fast_loads, fast_dumps = speed_codec.saved  # type: ignore[attr-defined]
+    _json._fast_loads = fast_loads if on else None
+    _json._fast_dumps = fast_dumps if on else None
 
 
 Call = Callable[[], Awaitable[Any]]
@@ -83,6 +104,9 @@ class Contender:
     """A client under test: ``setup()`` makes ``call``, ``close()`` tears it down."""
 
     name = ""
+
+    #: Whether the library's fast codec is on while this contender runs.
+    speed = True
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -180,10 +204,12 @@ class MemoryConnector(aiohttp.BaseConnector):
 TRANSPORT = "tcp"
 
 
-def aiohttp_session(**kwargs: Any) -> aiohttp.ClientSession:
-    """A session configured as NetrexClient configures its own."""
-    from netrex_async._client import DEFAULT_TIMEOUT
+#: The raw contenders' timeout: a call ends within a minute, as a NetrexClient call does.
+RAW_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
+
+def aiohttp_session(timeout: Any = RAW_TIMEOUT, **kwargs: Any) -> aiohttp.ClientSession:
+    """A session configured as NetrexClient configures its own (with ``timeout``)."""
     connector: aiohttp.BaseConnector
     if TRANSPORT == "memory":
         connector = MemoryConnector(limit=100)
@@ -191,7 +217,7 @@ def aiohttp_session(**kwargs: Any) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=DEFAULT_TIMEOUT,
+        timeout=timeout,
         cookie_jar=aiohttp.DummyCookieJar(),
         **kwargs,
     )
@@ -279,7 +305,7 @@ class NetrexManager(Contender):
         self.oauth = OAuth2Client(app)
         self.manager = TokenManager(self.oauth, MemoryTokenStore(token))
         await self.manager.__aenter__()
-        self.session = aiohttp_session() if TRANSPORT == "memory" else None
+        self.session = netrex_session() if TRANSPORT == "memory" else None
         self.client = NetrexClient(self.manager, provider=provider, session=self.session)
         client = self.client
 
@@ -302,7 +328,7 @@ class NetrexStatic(Contender):
     async def setup(self) -> None:
         from netrex_async import NetrexClient, Provider
 
-        self.session = aiohttp_session() if TRANSPORT == "memory" else None
+        self.session = netrex_session() if TRANSPORT == "memory" else None
         self.client = NetrexClient(TOKEN, provider=Provider(self.base_url), session=self.session)
         client = self.client
 
@@ -315,6 +341,20 @@ class NetrexStatic(Contender):
         await self.client.aclose()
         if self.session is not None:
             await self.session.close()
+
+
+class NetrexNoSpeed(NetrexStatic):
+    """netrex-static with the standard library's json, as without the ``speed`` extra."""
+
+    name = "netrex-nospeed"
+    speed = False
+
+
+def netrex_session() -> aiohttp.ClientSession:
+    """A memory-transport session with NetrexClient's own timeouts."""
+    from netrex_async._client import DEFAULT_TIMEOUT
+
+    return aiohttp_session(timeout=DEFAULT_TIMEOUT)
 
 
 class AuthlibHttpx(Contender):
@@ -382,6 +422,7 @@ def available(skip: set[str]) -> list[type[Contender]]:
         RawIdiomatic,
         NetrexManager,
         NetrexStatic,
+        NetrexNoSpeed,
     ]
     try:
         if TRANSPORT == "memory":
@@ -448,6 +489,7 @@ class NoServer:
 async def measure(
     contender: Contender, server: Any, seconds: float, concurrency: int, warm: bool = True
 ) -> dict[str, float]:
+    speed_codec(contender.speed)
     if warm:
         await drive(contender.call, max(2 * concurrency, 50), concurrency)  # open connections
     c.settle()
@@ -498,6 +540,12 @@ async def main() -> None:
         "concurrency and print nothing else (to profile from outside, e.g. with py-spy)",
     )
     p.add_argument(
+        "--answer-bytes",
+        type=int,
+        default=0,
+        help="size of the server's answer (0: three camera names, about 80 bytes)",
+    )
+    p.add_argument(
         "--transport",
         choices=("tcp", "memory"),
         default="tcp",
@@ -506,14 +554,17 @@ async def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.seconds, args.rounds = 0.1, 2
-    global TRANSPORT
+    global TRANSPORT, OK
     TRANSPORT = args.transport
+    OK = _http_answer("200 OK", _servers_answer(args.answer_bytes))
     kinds = available(set(args.skip))
     if args.only is not None:
         kinds = [k for k in kinds if k.name in {*args.only, "raw-aiohttp", "raw-control"}]
 
     server_cm: Any = (
-        NoServer() if TRANSPORT == "memory" else c.ServerProcess("lean", "--token", TOKEN)
+        NoServer()
+        if TRANSPORT == "memory"
+        else c.ServerProcess("lean", "--token", TOKEN, "--answer-bytes", str(args.answer_bytes))
     )
     async with server_cm as server:
         contenders = [k(server.base_url) for k in kinds]
@@ -617,6 +668,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                 "rounds": args.rounds,
                 "concurrency": args.concurrency,
                 "transport": args.transport,
+                "answer_bytes": len(OK) - OK.find(b"\r\n\r\n") - 4,
                 "server": "lean aiohttp.web (bearer check, fixed answer), own process"
                 if args.transport == "tcp"
                 else "none: in-memory transport under aiohttp",

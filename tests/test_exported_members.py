@@ -49,6 +49,7 @@ def test_design_contract_names_are_exported():
         "FileTokenStore", "NetrexError", "OAuthError", "AuthorizationDenied", "StateMismatch",
         "InvalidGrant", "InvalidClient", "TokenEndpointError", "ReauthorizationRequired",
         "ApiError", "GraphQLError", "TransportError", "TokenStoreError",
+        "MemoryCheckpoint", "FileCheckpoint",
     ]:  # fmt: skip
         assert name in netrex_async.__all__, name
     from netrex_async.stores.redis import RedisTokenStore

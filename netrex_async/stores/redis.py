@@ -25,6 +25,7 @@ except ImportError as e:  # pragma: no cover - tested in a subprocess without re
 
 import asyncio
 import json
+import logging
 import math
 import re
 import secrets
@@ -221,6 +222,12 @@ class RedisTokenStore(AsyncClosing):
             clients).
         operation_timeout: Overrides the computed cut-off of every operation.
         service_name: The service (master) name, with a ``Sentinel`` only.
+        wait_replicas: After each ``SET``, :meth:`save` waits (``WAIT``) until this many
+            replicas have the write, and raises :class:`TokenStoreError` if fewer do
+            within ``wait_timeout``: a saved token then survives a failover to one of
+            them. 0 (the default) does not wait: asynchronous replication, as Redis does
+            by itself.
+        wait_timeout: Seconds :meth:`save` waits for the replicas.
 
     Raises:
         ValueError: An option is out of range, or the URL is not one of the above (the
@@ -242,6 +249,8 @@ class RedisTokenStore(AsyncClosing):
         retries: int = 3,
         operation_timeout: float | None = None,
         service_name: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty string naming the grant")
@@ -258,6 +267,12 @@ class RedisTokenStore(AsyncClosing):
             raise TypeError("retries must be an int")
         if retries < 0:
             raise ValueError("retries must be 0 or more")
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+            raise TypeError("wait_replicas must be an int")
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must be 0 or more")
+        self._wait_replicas = wait_replicas
+        self._wait_timeout = _seconds("wait_timeout", wait_timeout, minimum=0.001)
         if operation_timeout is not None:
             operation_timeout = _seconds(
                 "operation_timeout", operation_timeout, minimum=0, exclusive=True
@@ -383,20 +398,52 @@ class RedisTokenStore(AsyncClosing):
         return self._parse(raw)
 
     async def save(self, token: Token) -> None:
-        """Replace the stored token with one ``SET``.
+        """Replace the stored token with one ``SET`` (then ``WAIT``, with ``wait_replicas``).
+
+        Ends within ``operation_timeout`` (``+ wait_timeout`` with ``wait_replicas``;
+        keep ``wait_timeout`` below ``socket_timeout``). A save that raised may still
+        have been written; saving again is harmless.
 
         Raises:
             TokenStoreError: Redis is unreachable, failed, refused the write (a replica,
-                ``NOREPLICAS``) or did not answer in time.
+                ``NOREPLICAS``) or did not answer in time, or fewer than
+                ``wait_replicas`` replicas acknowledged the write in time.
             ClosedError: The store was closed before or during the call.
         """
         if not isinstance(token, Token):
             raise TypeError(f"save() takes a Token, not {type(token).__name__}")
-        await self._call("write", self._client.set, self._key, json.dumps(token.to_dict()))
+        value = json.dumps(token.to_dict())
+        wanted = self._wait_replicas
+        if not wanted:
+            await self._call("write", self._client.set, self._key, value)
+        else:
+            budget = self._op_timeout + self._wait_timeout
+            acked = await self._call("write", self._set_replicated, value, budget=budget)
+            if acked < wanted:
+                raise self._failure(
+                    "store.unreplicated",
+                    f"token written, but {acked} of {wanted} replicas acknowledged it",
+                    f"token written to Redis {self.description}, but only {acked} of the "
+                    f"{wanted} replicas required (wait_replicas) had it within "
+                    f"{self._wait_timeout:g} s: a failover now could lose it",
+                )
         log.debug(
             "token saved",
             extra={"event": "store.saved", "store": self.description, "grant": token.fingerprint},
         )
+
+    async def _set_replicated(self, value: str) -> int:
+        """``SET`` then ``WAIT`` on one connection, in one round trip; the replicas' count.
+
+        One pipeline, so that ``WAIT`` counts this ``SET``: on another connection (or a
+        new one, after a retry) it would count nothing and answer at once.
+        """
+        ms = max(1, round(self._wait_timeout * 1000))
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(self._key, value)
+            pipe.wait(self._wait_replicas, ms)
+            results = await pipe.execute()
+        return int(results[1])
 
     async def clear(self) -> None:
         """Delete the key, whatever it holds.
@@ -464,7 +511,8 @@ class RedisTokenStore(AsyncClosing):
         self._closed = True
         loop = asyncio.get_running_loop()
         for scope in list(self._scopes):
-            scope.reschedule(loop.time())
+            if not scope.expired():  # one that is expiring already ends by itself
+                scope.reschedule(loop.time())
         hold = self._hold
         if hold is not None and hold.renewer is not None:
             hold.renewer.cancel()
@@ -513,39 +561,42 @@ class RedisTokenStore(AsyncClosing):
         finally:
             self._scopes.discard(timer)
 
-    async def _call(self, action: str, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    async def _call(
+        self,
+        action: str,
+        fn: Callable[..., Awaitable[_T]],
+        *args: Any,
+        budget: float | None = None,
+    ) -> _T:
         try:
-            async with self._bounded(action):
+            async with self._bounded(action, budget):
                 return await fn(*args)
         except (RedisError, OSError) as e:
             if self._closed:
                 raise ClosedError(f"{self!r} was closed during the call") from None
             raise self._redis_error(action, e) from e
 
+    def _failure(
+        self, event: str, logged: str, message: str, *, level: int = logging.WARNING
+    ) -> TokenStoreError:
+        """Log ``logged`` (no secret in it) and return the error to raise."""
+        log.log(level, "%s", logged, extra={"event": event, "store": self.description})
+        return TokenStoreError(message, store=self.description)
+
     def _no_answer(self, action: str, seconds: float) -> TokenStoreError:
-        log.warning(
-            "Redis %s: no answer within %.3g s",
-            action,
-            seconds,
-            extra={"event": "store.error", "store": self.description},
-        )
-        return TokenStoreError(
+        return self._failure(
+            "store.error",
+            f"Redis {action}: no answer within {seconds:.3g} s",
             f"cannot {action} token in Redis ({self.description}): no answer within "
             f"{seconds:.3g} s",
-            store=self.description,
         )
 
     def _redis_error(self, action: str, e: BaseException) -> TokenStoreError:
         detail = safe_text(scrub(str(e), self._secrets))
-        log.warning(
-            "Redis %s failed: %s",
-            action,
-            type(e).__name__,
-            extra={"event": "store.error", "store": self.description},
-        )
-        return TokenStoreError(
+        return self._failure(
+            "store.error",
+            f"Redis {action} failed: {type(e).__name__}",
             f"cannot {action} token in Redis ({self.description}): {type(e).__name__}: {detail}",
-            store=self.description,
         )
 
     def _parse(self, raw: bytes | str) -> Token:
@@ -567,26 +618,20 @@ class RedisTokenStore(AsyncClosing):
         raise self._corrupt(f"not a token ({reason})")
 
     def _corrupt(self, reason: str) -> TokenStoreError:
-        log.error(
-            "Redis key holds no token: %s",
-            reason,
-            extra={"event": "store.corrupt", "store": self.description},
-        )
-        return TokenStoreError(
+        return self._failure(
+            "store.corrupt",
+            f"Redis key holds no token: {reason}",
             f"token in Redis {self.description} is corrupt: {reason}. It was left as it "
             "is: inspect it, then delete it or call clear()",
-            store=self.description,
+            level=logging.ERROR,
         )
 
     def _lock_timeout_error(self) -> TokenStoreError:
-        log.warning(
+        return self._failure(
+            "store.lock_timeout",
             "Redis lock not acquired in time",
-            extra={"event": "store.lock_timeout", "store": self.description},
-        )
-        return TokenStoreError(
             f"lock on token in Redis {self.description} (lock key {self._lock_key}) not "
             f"acquired within {self._lock_timeout:g} s: another task or process holds it",
-            store=self.description,
         )
 
     def _lost_error(self, reason: str) -> TokenStoreError:

@@ -145,36 +145,33 @@ async def test_graphql_errors_with_partial_data(fake, api, secret_registry):
     secret_registry.check(message, repr(e.value))
 
 
-@pytest.mark.parametrize("code", [302, 307])
-async def test_redirect_to_another_origin_carries_no_token_and_no_cookie(
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+async def test_redirect_to_another_origin_is_refused_and_nothing_is_sent(
     fake, api, secret_registry, code
 ):
     client, token = api
-    cookie = long_secret("session-cookie")
-    secret_registry.add(cookie)
-    fake.inject(
-        "graphql",
-        Fault.status(200, body={"data": {}}, headers={"Set-Cookie": f"sid={cookie}; Path=/"}),
-    )
-    await client.graphql(QUERY)
     async with Recorder() as elsewhere:
         fake.inject("graphql", Fault.redirect(elsewhere.url + "/api/graphql.php", code=code))
-        await client.graphql(QUERY)
-        assert len(elsewhere.requests) == 1
-        _, _, headers = elsewhere.requests[0]
-    assert "Authorization" not in headers
-    assert "Cookie" not in headers
-    secret_registry.check(repr(headers))
+        with pytest.raises(ApiError) as e:
+            await client.graphql(QUERY)
+        assert elsewhere.requests == [], "no header, no body went to the other origin"
+        assert e.value.status == code
+        assert str(URL(elsewhere.url).origin()) in str(e.value)
+        secret_registry.check(e)
     assert fake.requests_to("graphql")[-1].bearer == token.access_token  # sent to the provider
+    assert (await client.graphql(QUERY))["cameraList"]  # and the client goes on
 
 
-async def test_redirect_in_a_callers_session_with_cookies(fake, api, secret_registry):
-    # The middleware in a caller's own session (its own cookie jar): the token stays home.
+async def test_redirect_in_a_callers_session_is_refused_before_anything_is_sent(
+    fake, api, secret_registry
+):
+    # The middleware in a caller's own session (aiohttp follows redirects there, and runs
+    # the middleware on each hop): a hop away from the provider is refused too.
     client, _ = api
     cookie = long_secret("session-cookie")
     secret_registry.add(cookie)
     async with Recorder() as elsewhere:
-        # "localhost" is another host than 127.0.0.1: the cookie is not for it either.
+        # "localhost" is another host than 127.0.0.1: another origin.
         target = URL(elsewhere.url).with_host("localhost")
         fake.inject(
             "graphql",
@@ -189,45 +186,60 @@ async def test_redirect_in_a_callers_session_with_cookies(fake, api, secret_regi
         async with aiohttp.ClientSession(
             middlewares=(client.middleware,), cookie_jar=aiohttp.CookieJar(unsafe=True)
         ) as session:
-            async with session.post(fake.provider.graphql_url, json={"query": QUERY}) as resp:
-                assert resp.status == 200
-        _, _, headers = elsewhere.requests[0]
-    assert "Authorization" not in headers
-    assert "Cookie" not in headers
+            with pytest.raises(ApiError, match="another origin") as e:
+                await session.post(fake.provider.graphql_url, json={"query": QUERY})
+        assert elsewhere.requests == []
+    secret_registry.check(e)
 
 
-async def test_https_to_http_redirect_carries_no_token(tmp_path: Path, secret_registry):
+async def _tls_provider(
+    tmp_path: Path, target: str, seen: list[str | None]
+) -> tuple[web.AppRunner, Provider, object]:
     server_tls, client_tls = self_signed_tls(tmp_path)
+
+    async def graphql(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Authorization"))
+        raise web.HTTPTemporaryRedirect(target)
+
+    web_app = web.Application()
+    web_app.router.add_post("/api/graphql.php", graphql)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    return runner, Provider(f"https://127.0.0.1:{runner.addresses[0][1]}"), client_tls
+
+
+async def test_https_to_http_redirect_is_refused(tmp_path: Path, secret_registry):
     token = long_secret("user-token")
     secret_registry.add(token)
     seen: list[str | None] = []
     async with Recorder() as plain:
-        downgrade = URL(plain.url) / "api/graphql.php"
-
-        async def graphql(request: web.Request) -> web.StreamResponse:
-            seen.append(request.headers.get("Authorization"))
-            raise web.HTTPTemporaryRedirect(str(downgrade))
-
-        web_app = web.Application()
-        web_app.router.add_post("/api/graphql.php", graphql)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
-        await site.start()
-        port = runner.addresses[0][1]
+        downgrade = str(URL(plain.url) / "api/graphql.php")
+        plain_origin = str(URL(plain.url).origin())
+        runner, provider, client_tls = await _tls_provider(tmp_path, downgrade, seen)
         try:
-            provider = Provider(f"https://127.0.0.1:{port}")
             connector = aiohttp.TCPConnector(ssl=client_tls)
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
                 NetrexClient(token, provider=provider, session=session) as client,
             ):
-                assert await client.graphql(QUERY) == {"recorded": True}
+                with pytest.raises(ApiError, match="another origin") as e:
+                    await client.graphql(QUERY)
+                # The middleware in the same session refuses it as well.
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=client_tls),
+                    middlewares=(client.middleware,),
+                ) as own:
+                    with pytest.raises(ApiError, match="another origin"):
+                        await own.post(provider.graphql_url, json={"query": QUERY})
         finally:
             await runner.cleanup()
-        _, _, headers = plain.requests[0]
-    assert seen == [f"Bearer {token}"]  # the https provider got it
-    assert "Authorization" not in headers  # the http hop did not
+        assert plain.requests == [], "the query never went out in plain text"
+    assert e.value.status == 307
+    assert plain_origin in str(e.value)
+    assert seen == [f"Bearer {token}"] * 2  # the https provider got it, both times
+    secret_registry.check(e)
 
 
 async def test_middleware_refuses_a_scheme_downgrade_on_the_same_host_and_port():
@@ -238,9 +250,11 @@ async def test_middleware_refuses_a_scheme_downgrade_on_the_same_host_and_port()
 
     async def handler(request: SimpleNamespace) -> SimpleNamespace:
         sent.append(request.headers.get("Authorization"))
-        return SimpleNamespace(status=200)
+        return SimpleNamespace(status=200, headers={})
 
-    home = SimpleNamespace(url=URL("https://127.0.0.1:8443/api/graphql.php"), headers=CIMultiDict())
+    home = SimpleNamespace(
+        url=URL("https://127.0.0.1:8443/api/graphql.php"), method="POST", headers=CIMultiDict()
+    )
     await client.middleware(home, handler)  # type: ignore[arg-type]
     # A redirect hop to http: aiohttp copies the headers of the previous hop.
     hop = SimpleNamespace(
@@ -281,11 +295,11 @@ async def test_foreign_hop_carrying_an_older_token_is_stripped(secret_registry):
 
     async def handler(request: SimpleNamespace) -> SimpleNamespace:
         sent.append(request.headers.get("Authorization"))
-        return SimpleNamespace(status=200)
+        return SimpleNamespace(status=200, headers={})
 
     def home() -> SimpleNamespace:
         return SimpleNamespace(
-            url=URL("https://127.0.0.1:8443/api/graphql.php"), headers=CIMultiDict()
+            url=URL("https://127.0.0.1:8443/api/graphql.php"), method="POST", headers=CIMultiDict()
         )
 
     await client.middleware(home(), handler)  # type: ignore[arg-type]
