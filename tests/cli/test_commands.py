@@ -524,7 +524,7 @@ async def test_a_rejected_user_token_from_the_environment(
     assert result.code == 3
     assert "unset NETREX_TOKEN" in result.err
     assert "run `netrex-async login`" not in result.err
-    result = await cli("query", "{me{name}}", "--user-token", user_token)
+    result = await cli("query", "{me{name}}", f"--user-token={user_token}")  # may start with -
     assert result.code == 3
     assert "--user-token" in result.err
     assert "NETREX_TOKEN" not in result.err
