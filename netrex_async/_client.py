@@ -24,7 +24,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _collect, _json, _log, _schema_fetch
+from . import _json, _log, _schema_fetch
 from ._auth_flow import (
     TOKEN,
     Answer,
@@ -932,20 +932,18 @@ class NetrexClient(AsyncClosing):
         if not max_backoff > 0:
             raise ValueError("max_backoff must be a positive number of seconds")
         return Collection(
-            _collect.collect(
-                self,
-                query,
-                items=items,
-                cursor=cursor,
-                key=key,
-                checkpoint=checkpoint,
-                every=float(every),
-                variables=variables,
-                operation_name=operation_name,
-                page_size=page_size,
-                page_size_variable=page_size_variable,
-                max_backoff=max_backoff,
-            )
+            self,
+            query,
+            items=items,
+            cursor=cursor,
+            key=key,
+            checkpoint=checkpoint,
+            every=float(every),
+            variables=variables,
+            operation_name=operation_name,
+            page_size=page_size,
+            page_size_variable=page_size_variable,
+            max_backoff=max_backoff,
         )
 
 
