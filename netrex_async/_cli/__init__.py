@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .._errors import NetrexError
+from ._collect import add_collect_parser, cmd_collect
 from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, cmd_status
 from ._exits import CliError, ExitCode, describe
 from ._login import Opener
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
     add_schema_parser(sub, [common, app_opts])
+    add_collect_parser(sub, [common, app_opts])
 
     demo = sub.add_parser(
         "demo",
@@ -308,6 +310,7 @@ _COMMANDS: Mapping[str, Callable[[Context], Awaitable[int]]] = {
     "revoke": cmd_revoke,
     "query": cmd_query,
     "schema": cmd_schema,
+    "collect": cmd_collect,
     "demo": _demo,
 }
 
