@@ -281,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="access token lifetime in seconds (default: 2)",
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--collector",
+        action="store_true",
+        help="instead: `netrex-async collect` SIGKILLed and restarted while events keep "
+        "coming; counts events produced, collected, missing (must be 0) and duplicated",
+    )
+    demo.add_argument(
+        "--kills", type=int, default=5, help="with --collector: how many kills (default: 5)"
+    )
 
     sub.add_parser(
         "fake-server",
@@ -298,6 +307,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 async def _demo(ctx: Context) -> int:
+    if ctx.args.collector:
+        from ._collect_demo import run_collect_demo
+
+        return await run_collect_demo(ctx)
     from ._demo import run_demo
 
     return await run_demo(ctx)

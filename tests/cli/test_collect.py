@@ -164,3 +164,24 @@ async def test_bad_options_are_usage_errors(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 2
     result = await cli(*argv(tmp_path / "c")[:-4], "--page-size-variable", "limit")
     assert result.code == 2 and "needs --page-size" in result.err
+
+
+@pytest.mark.slow
+def test_the_collector_demo_loses_no_event() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "netrex_async", "demo", "--collector", "--kills", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True
+    assert summary["missing"] == 0
+    assert summary["collected"] == summary["produced"] > 100
+    assert summary["duplicated"] <= summary["duplicates_allowed"] == 3 * 50
+    assert summary["clean_stop"] is True
