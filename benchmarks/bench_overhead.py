@@ -17,6 +17,8 @@ Contenders:
   raw-control      raw aiohttp again, an A/A control: its ratio to raw aiohttp is the
                    noise floor of the run; a gap smaller than its distance from 1.000
                    is not a measured difference.
+  raw-unbounded    raw aiohttp without aiohttp's total timeout: no bound on a call at
+                   all, so cheaper than any bounded client; the floor, not a peer.
   raw-idiomatic    raw aiohttp as usually written: a default ClientSession (cookie jar,
                    default timeouts) with the header, ``json=``, ``await resp.json()``.
   netrex-manager   NetrexClient with a TokenManager on a fresh token (MemoryTokenStore).
@@ -228,10 +230,12 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"
 
 class RawAiohttp(Contender):
     name = "raw-aiohttp"
+    timeout = RAW_TIMEOUT
 
     async def setup(self) -> None:
         self.session = aiohttp_session(
-            headers={"Authorization": "Bearer " + TOKEN, "User-Agent": "bench"}
+            timeout=self.timeout,
+            headers={"Authorization": "Bearer " + TOKEN, "User-Agent": "bench"},
         )
         session, url = self.session, self.url
 
@@ -251,6 +255,13 @@ class RawAiohttpControl(RawAiohttp):
     """raw aiohttp again: its ratio to raw aiohttp shows the noise of the machine."""
 
     name = "raw-control"
+
+
+class RawUnbounded(RawAiohttp):
+    """raw aiohttp with no total timeout: a call may then wait forever (the floor)."""
+
+    name = "raw-unbounded"
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
 
 class RawIdiomatic(Contender):
@@ -419,6 +430,7 @@ def available(skip: set[str]) -> list[type[Contender]]:
     found: list[type[Contender]] = [
         RawAiohttp,
         RawAiohttpControl,
+        RawUnbounded,
         RawIdiomatic,
         NetrexManager,
         NetrexStatic,
