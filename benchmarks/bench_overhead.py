@@ -472,10 +472,11 @@ async def drive_for(call: Call, seconds: float, concurrency: int) -> int:
 
     async def worker() -> int:
         n = 0
-        while clock() < deadline:
+        while True:  # at least one call each, however busy the machine
             await call()
             n += 1
-        return n
+            if clock() >= deadline:
+                return n
 
     return sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
 
@@ -641,6 +642,14 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
         conc: {name: summarize(runs, per["raw-aiohttp"]) for name, runs in per.items()}
         for conc, per in results.items()
     }
+    idiomatic = {
+        conc: {
+            name: summarize(runs, per["raw-idiomatic"])
+            for name, runs in per.items()
+            if "raw-idiomatic" in per
+        }
+        for conc, per in results.items()
+    }
     rows = []
     for conc, per in summary.items():
         for name, s in per.items():
@@ -659,6 +668,12 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                         else "-"
                     ),
                     s["server_cpu_us_per_call"],
+                    (
+                        f"{idiomatic[conc][name]['ratio_vs_raw']:.3f} / "
+                        f"{idiomatic[conc][name]['cpu_efficiency_vs_raw']:.3f}"
+                        if name in idiomatic[conc]
+                        else "-"
+                    ),
                 ]
             )
     headers = [
@@ -671,6 +686,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
         "client cores",
         "server cores",
         "server CPU us/call",
+        "vs idiomatic (calls / CPU)",
     ]
     c.report(
         "overhead",
@@ -686,6 +702,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                 else "none: in-memory transport under aiohttp",
             },
             "summary": summary,
+            "summary_vs_idiomatic": idiomatic,
             "runs": results,
         },
         [c.table(headers, rows)],
