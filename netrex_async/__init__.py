@@ -6,7 +6,9 @@ before it expires, once per grant however many tasks or processes wait, through 
 :class:`TokenStore`. See the README for the quick start.
 """
 
+from ._checkpoints import Checkpoint, CheckpointLost, FileCheckpoint, MemoryCheckpoint
 from ._client import ApiResponse, NetrexClient
+from ._collect import Collection
 from ._errors import (
     ApiError,
     AuthorizationDenied,
@@ -48,14 +50,19 @@ __all__ = [
     "ApiResponse",
     "AuthorizationDenied",
     "AuthorizationRequest",
+    "Checkpoint",
+    "CheckpointLost",
     "ClosedError",
+    "Collection",
     "ExtraRequired",
+    "FileCheckpoint",
     "FileTokenStore",
     "GraphQLError",
     "Hook",
     "InvalidClient",
     "InvalidGrant",
     "ManagerStats",
+    "MemoryCheckpoint",
     "MemoryTokenStore",
     "NetrexClient",
     "NetrexError",

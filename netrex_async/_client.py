@@ -24,7 +24,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _json, _log, _schema_fetch
+from . import _collect, _json, _log, _schema_fetch
 from ._auth_flow import (
     TOKEN,
     Answer,
@@ -35,6 +35,8 @@ from ._auth_flow import (
     graphql_unauthenticated,
     json_type,
 )
+from ._checkpoints import Checkpoint
+from ._collect import Collection
 from ._deadline import Watchdog
 from ._errors import (
     ApiError,
@@ -45,7 +47,7 @@ from ._errors import (
     TransportError,
 )
 from ._lifecycle import AsyncClosing
-from ._manager import StaticToken, TokenManager, TokenSource
+from ._manager import MIN_REFRESH_INTERVAL, StaticToken, TokenManager, TokenSource
 from ._oauth import OAuth2Client
 from ._oauth_protocol import OAuth2App, parse_retry_after
 from ._provider import Provider
@@ -273,6 +275,7 @@ class NetrexClient(AsyncClosing):
         skew: float | None = None,
         background: bool = True,
         hooks: Any = (),
+        min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         **kwargs: Any,
     ) -> NetrexClient:
         """A client for ``app``'s grant kept in ``store``: the common case in one line.
@@ -287,7 +290,13 @@ class NetrexClient(AsyncClosing):
         """
         oauth = OAuth2Client(app)
         manager = TokenManager(
-            oauth, store, margin=margin, skew=skew, background=background, hooks=hooks
+            oauth,
+            store,
+            margin=margin,
+            skew=skew,
+            background=background,
+            hooks=hooks,
+            min_refresh_interval=min_refresh_interval,
         )
         kwargs.setdefault("provider", app.provider)
         client = cls(manager, **kwargs)
@@ -852,6 +861,104 @@ class NetrexClient(AsyncClosing):
         if as_json:
             return await _schema_fetch.fetch_introspection(self)
         return await _schema_fetch.fetch_sdl(self)
+
+    # -- cursor-paged collectors (#16) -------------------------------------------------
+
+    def collect(
+        self,
+        query: str,
+        *,
+        items: str,
+        cursor: str,
+        key: str,
+        checkpoint: Checkpoint,
+        every: float,
+        variables: Mapping[str, Any] | None = None,
+        operation_name: str | None = None,
+        page_size: int | None = None,
+        page_size_variable: str | None = None,
+        max_backoff: float = 60.0,
+    ) -> Collection:
+        """Follow a cursor-paged list and yield batches of new items, oldest first, for
+        as long as the caller iterates; delivered at least once, never skipped.
+
+        Holds ``checkpoint.lock()`` while it runs (another collector on the same
+        checkpoint waits as a standby), starts after the committed cursor (at the
+        beginning for a new checkpoint: the ``cursor`` variable unset), and runs
+        ``query`` with ``cursor`` set to the ``key`` of the last item seen. Each answer's
+        list at ``items`` is one batch. While pages come back full, the next is asked
+        for at once; then every ``every`` seconds. A page is full when it holds
+        ``page_size`` items; without ``page_size``, when it holds any (so catching up
+        ends with an empty page). A batch's cursor is committed when the caller asks for
+        the next batch: leaving the loop (``break``, an exception, cancellation, a
+        crash) commits nothing more, and the batch in hand comes again next time. Memory
+        holds one page. Failures are retried like :meth:`watch`'s (logged, capped
+        back-off); a failed commit is retried until it lands.
+
+        Example::
+
+            async with client.collect(
+                "query($after: ID) { events(afterId: $after, limit: 100) { id type } }",
+                items="events", cursor="after", key="id", page_size=100,
+                checkpoint=FileCheckpoint("events.checkpoint"), every=10,
+            ) as batches:
+                async for batch in batches:
+                    store(batch)  # then ask for the next: this batch is committed
+
+        Args:
+            query: A GraphQL query taking the cursor variable.
+            items: Where the list sits in ``data``, dotted (``"events"``,
+                ``"camera.events"``).
+            cursor: The query variable that takes the last seen key.
+            key: The item field that is the cursor (a string or a number).
+            checkpoint: Where the cursor is committed (:class:`MemoryCheckpoint`,
+                :class:`FileCheckpoint`, ``RedisCheckpoint``).
+            every: Seconds between the starts of two polls once caught up.
+            variables: Other variables of the query.
+            operation_name: As for :meth:`graphql`.
+            page_size: The most items a page holds (the query's limit).
+            page_size_variable: A query variable to send ``page_size`` in.
+            max_backoff: The longest wait after failures (the wait doubles from
+                ``every``).
+
+        Raises:
+            ValueError: An argument is out of range.
+            TypeError: ``checkpoint`` is not a checkpoint.
+            ReauthorizationRequired: The grant is dead (ends the iteration).
+            ClosedError: The client or the checkpoint was closed.
+            CheckpointLost: Another collector took the checkpoint over.
+            ApiError: The answers hold no list at ``items``, or items without ``key``.
+            TokenStoreError: The checkpoint cannot be read (corrupt: never reset).
+        """
+        if not isinstance(checkpoint, Checkpoint):
+            raise TypeError(f"checkpoint must be a Checkpoint, not {type(checkpoint).__name__}")
+        for name, text in (("items", items), ("cursor", cursor), ("key", key)):
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"{name} must be a non-empty string")
+        if isinstance(every, bool) or not isinstance(every, int | float) or not every > 0:
+            raise ValueError("every must be a positive number of seconds")
+        if page_size is not None and (isinstance(page_size, bool) or not page_size > 0):
+            raise ValueError("page_size must be a positive number of items")
+        if page_size_variable is not None and page_size is None:
+            raise ValueError("page_size_variable needs page_size")
+        if not max_backoff > 0:
+            raise ValueError("max_backoff must be a positive number of seconds")
+        return Collection(
+            _collect.collect(
+                self,
+                query,
+                items=items,
+                cursor=cursor,
+                key=key,
+                checkpoint=checkpoint,
+                every=float(every),
+                variables=variables,
+                operation_name=operation_name,
+                page_size=page_size,
+                page_size_variable=page_size_variable,
+                max_backoff=max_backoff,
+            )
+        )
 
 
 class _NoLimit:

@@ -104,6 +104,9 @@ class ManagerStats:
         expires_at: Expiry of the current token, or ``None`` (unknown, or no token).
         grant: Fingerprint of the current grant, or ``None``.
         reauthorization_required: Whether the grant is known to be dead.
+        unsaved: A refreshed token is in use but not yet in the store (a failed save is
+            being retried; the old refresh token is never presented again meanwhile).
+        save_failures: Failed attempts to save a refreshed token.
     """
 
     refreshes: int = 0
@@ -114,6 +117,8 @@ class ManagerStats:
     expires_at: float | None = None
     grant: str | None = None
     reauthorization_required: bool = False
+    unsaved: bool = False
+    save_failures: int = 0
 
 
 async def emit(hooks: Sequence[Hook], event: TokenEvent) -> None:

@@ -26,6 +26,8 @@ every chained cause and context) and any other text, such as CLI output::
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import re
 import traceback
@@ -184,3 +186,15 @@ def _no_secret_in_logs(secret_registry: SecretRegistry) -> Iterator[None]:
             + "\n  ".join(leaks),
             pytrace=False,
         )
+
+
+@pytest.fixture(name="no_implicit_event_loop", autouse=True)
+def _no_implicit_event_loop(request: pytest.FixtureRequest) -> None:
+    """A sync test runs with no event loop set.
+
+    looptime's ``pytest_pyfunc_call`` asks the policy for the event loop in every test;
+    in a sync test on Python 3.11 that makes a new loop that nobody closes, and its
+    ``ResourceWarning`` then fails whichever test runs when it is collected.
+    """
+    if not inspect.iscoroutinefunction(request.function):
+        asyncio.set_event_loop(None)

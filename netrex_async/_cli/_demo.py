@@ -234,7 +234,11 @@ async def _demo(
     traffic = _Traffic()
     oauth = OAuth2Client(app)
     hooks: list[Hook] = [on_event]
-    manager = TokenManager(oauth, store, margin=margin, jitter=0.0, hooks=hooks)
+    # Short demo lifetimes: refreshes may come closer than the default spacing.
+    spacing = min(0.5, (lifetime - margin) / 2)
+    manager = TokenManager(
+        oauth, store, margin=margin, jitter=0.0, hooks=hooks, min_refresh_interval=spacing
+    )
     connections = min(args.tasks, args.connections)
     client = NetrexClient(manager, provider=app.provider, limit=connections)
     login_access = token.access_token

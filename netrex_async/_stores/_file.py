@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import filelock
@@ -154,15 +154,19 @@ class FileTokenStore(AsyncClosing):
     Args:
         path: The token file. Relative paths are made absolute at construction.
         lock_timeout: Seconds :meth:`lock` waits, counting the wait for other tasks of
-            this process, before it raises :class:`TokenStoreError`; 0 tries once. Make
-            it longer than the slowest refresh (a token request with its retries).
+            this process, before it raises :class:`TokenStoreError`; 0 tries once. The
+            default, 60 s, outlasts the slowest refresh a :class:`TokenManager` with
+            default settings can make (:attr:`TokenManager.worst_case`, about 52 s), so
+            a waiter never gives up on a holder that is still working.
     """
 
     _path: Path = attrs.field(converter=_absolute, alias="path")
     _lock_timeout: float = attrs.field(
-        default=30.0, kw_only=True, alias="lock_timeout", validator=_seconds
+        default=60.0, kw_only=True, alias="lock_timeout", validator=_seconds
     )
     _task_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    #: What the file is called in errors and logs (a subclass may keep something else).
+    _noun: ClassVar[str] = "token file"
 
     def __repr__(self) -> str:
         return f"FileTokenStore(path={str(self._path)!r}, lock_timeout={self._lock_timeout!r})"
@@ -181,6 +185,17 @@ class FileTokenStore(AsyncClosing):
     def lock_path(self) -> Path:
         """The sidecar file the cross-process lock is taken on."""
         return self._path.with_name(self._path.name + ".lock")
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds :meth:`lock` waits before it gives up."""
+        return self._lock_timeout
+
+    @property
+    def lease(self) -> None:
+        """``None``: the OS lock has no expiry; it is held until released, or until its
+        holder dies (the kernel drops it)."""
+        return None
 
     # -- the protocol ------------------------------------------------------------
 
@@ -234,7 +249,7 @@ class FileTokenStore(AsyncClosing):
             self._acquire_file_lock,
             self._release_file_lock,
             self._lock_timeout_error,
-            message="token file locked",
+            message=f"{self._noun} locked",
             description=self.description,
         )
 
@@ -306,7 +321,7 @@ class FileTokenStore(AsyncClosing):
         def done(f: asyncio.Future[None]) -> None:
             if not f.cancelled() and f.exception() is not None:
                 log.warning(
-                    "releasing the token file lock failed",
+                    f"releasing the {self._noun} lock failed",
                     extra={"event": "store.unlock_failed", "store": self.description},
                 )
 
@@ -315,11 +330,11 @@ class FileTokenStore(AsyncClosing):
 
     def _lock_timeout_error(self) -> TokenStoreError:
         log.warning(
-            "token file lock not acquired in time",
+            f"{self._noun} lock not acquired in time",
             extra={"event": "store.lock_timeout", "store": self.description},
         )
         return TokenStoreError(
-            f"lock on token file {self.description} not acquired within "
+            f"lock on {self._noun} {self.description} not acquired within "
             f"{self._lock_timeout:g} s: another task or process holds it",
             store=self.description,
         )
@@ -336,16 +351,16 @@ class FileTokenStore(AsyncClosing):
                 raise self._symlink_error(Path(e.filename or self._path)) from e
             reason = e.strerror or type(e).__name__
             raise TokenStoreError(
-                f"cannot {action} token file {self.description}: {reason}",
+                f"cannot {action} {self._noun} {self.description}: {reason}",
                 store=self.description,
             ) from e
 
     def _error(self, reason: str) -> TokenStoreError:
-        return TokenStoreError(f"token file {self.description}: {reason}", store=self.description)
+        return TokenStoreError(f"{self._noun} {self.description}: {reason}", store=self.description)
 
     def _symlink_error(self, path: Path) -> TokenStoreError:
         return TokenStoreError(
-            f"refusing token file {path}: it is a symlink (a token file must be a "
+            f"refusing {self._noun} {path}: it is a symlink (a {self._noun} must be a "
             "regular file, not a link someone could point elsewhere)",
             store=self.description,
         )
@@ -369,12 +384,21 @@ class FileTokenStore(AsyncClosing):
                 f"could not be restricted to 0600 ({e.strerror})"
             ) from e
         log.warning(
-            "token file had permissions %#o; restricted to 0600 (consider the grant exposed)",
+            "%s had permissions %#o; restricted to 0600 (consider the grant exposed)",
+            self._noun,
             mode,
             extra={"event": "store.permissions_tightened", "store": self.description},
         )
 
     def _read(self) -> Token | None:
+        raw = self._read_bytes()
+        return None if raw is None else self._parse(raw)
+
+    def _read_bytes(self) -> bytes | None:
+        """The file's bytes (up to one more than the size limit), or ``None`` if missing.
+
+        Refuses symlinks and other non-files; restricts loose permissions.
+        """
         try:
             st = os.lstat(self._path)
         except FileNotFoundError:
@@ -401,7 +425,7 @@ class FileTokenStore(AsyncClosing):
                 size += len(chunk)
         finally:
             os.close(fd)
-        return self._parse(b"".join(chunks))
+        return b"".join(chunks)
 
     def _parse(self, raw: bytes) -> Token:
         # Each problem is raised outside its ``except`` block: ``from None`` only hides the
@@ -463,7 +487,19 @@ class FileTokenStore(AsyncClosing):
                 "replacing a corrupt token file, as the caller asked",
                 extra={"event": "store.corrupt_overwritten", "store": self.description},
             )
-        data = (json.dumps(token.to_dict(), indent=2) + "\n").encode("ascii")
+        self._replace(
+            (json.dumps(token.to_dict(), indent=2) + "\n").encode("ascii"),
+            ensure_parent=False,
+        )
+        log.debug(
+            "token saved",
+            extra={"event": "store.saved", "store": self.description, "grant": token.fingerprint},
+        )
+
+    def _replace(self, data: bytes, *, ensure_parent: bool = True) -> None:
+        """Replace the file with ``data`` atomically (0600 temp file, fsync, rename)."""
+        if ensure_parent:
+            self._ensure_parent()
         parent = self._path.parent
         tmp = parent / f".{self._path.name}.{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
@@ -486,10 +522,6 @@ class FileTokenStore(AsyncClosing):
                 os.unlink(tmp)
             raise
         self._fsync_dir(parent)
-        log.debug(
-            "token saved",
-            extra={"event": "store.saved", "store": self.description, "grant": token.fingerprint},
-        )
         self._sweep_stale_temps()
 
     def _clear(self) -> None:
@@ -503,7 +535,9 @@ class FileTokenStore(AsyncClosing):
         except FileNotFoundError:
             return
         self._fsync_dir(self._path.parent)
-        log.info("token file removed", extra={"event": "store.cleared", "store": self.description})
+        log.info(
+            "%s removed", self._noun, extra={"event": "store.cleared", "store": self.description}
+        )
 
     def _ensure_parent(self) -> None:
         """Create missing folders, each exactly 0700; existing ones are left alone."""

@@ -40,6 +40,11 @@ class MemoryTokenStore(AsyncClosing):
         """How this store is named in errors and logs."""
         return "memory"
 
+    @property
+    def lease(self) -> None:
+        """``None``: the lock has no expiry."""
+        return None
+
     async def load(self) -> Token | None:
         """The stored token, or ``None``."""
         return self._token

@@ -25,6 +25,7 @@ except ImportError as e:  # pragma: no cover - tested in a subprocess without re
 
 import asyncio
 import json
+import logging
 import math
 import re
 import secrets
@@ -33,6 +34,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._checkpoints import (
+    STANDBY_ATTEMPT,
+    Busy,
+    CheckpointLost,
+    encode_checkpoint,
+    parse_checkpoint,
+    standby,
+)
 from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
@@ -41,7 +50,7 @@ from .._stores._file import strings_in
 from .._stores._locking import layered_lock
 from .._token import Token
 
-__all__ = ["RedisTokenStore"]
+__all__ = ["RedisCheckpoint", "RedisTokenStore"]
 
 _T = TypeVar("_T")
 
@@ -221,12 +230,21 @@ class RedisTokenStore(AsyncClosing):
             clients).
         operation_timeout: Overrides the computed cut-off of every operation.
         service_name: The service (master) name, with a ``Sentinel`` only.
+        wait_replicas: After each ``SET``, :meth:`save` waits (``WAIT``) until this many
+            replicas have the write, and raises :class:`TokenStoreError` if fewer do
+            within ``wait_timeout``: a saved token then survives a failover to one of
+            them. 0 (the default) does not wait: asynchronous replication, as Redis does
+            by itself.
+        wait_timeout: Seconds :meth:`save` waits for the replicas.
 
     Raises:
         ValueError: An option is out of range, or the URL is not one of the above (the
             message never quotes the URL).
         TypeError: ``url_or_client`` or an option has the wrong type.
     """
+
+    #: What the value is called in errors (a subclass may keep something else).
+    _noun = "token"
 
     def __init__(
         self,
@@ -242,6 +260,8 @@ class RedisTokenStore(AsyncClosing):
         retries: int = 3,
         operation_timeout: float | None = None,
         service_name: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty string naming the grant")
@@ -258,6 +278,12 @@ class RedisTokenStore(AsyncClosing):
             raise TypeError("retries must be an int")
         if retries < 0:
             raise ValueError("retries must be 0 or more")
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+            raise TypeError("wait_replicas must be an int")
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must be 0 or more")
+        self._wait_replicas = wait_replicas
+        self._wait_timeout = _seconds("wait_timeout", wait_timeout, minimum=0.001)
         if operation_timeout is not None:
             operation_timeout = _seconds(
                 "operation_timeout", operation_timeout, minimum=0, exclusive=True
@@ -383,20 +409,52 @@ class RedisTokenStore(AsyncClosing):
         return self._parse(raw)
 
     async def save(self, token: Token) -> None:
-        """Replace the stored token with one ``SET``.
+        """Replace the stored token with one ``SET`` (then ``WAIT``, with ``wait_replicas``).
+
+        Ends within ``operation_timeout`` (``+ wait_timeout`` with ``wait_replicas``;
+        keep ``wait_timeout`` below ``socket_timeout``). A save that raised may still
+        have been written; saving again is harmless.
 
         Raises:
             TokenStoreError: Redis is unreachable, failed, refused the write (a replica,
-                ``NOREPLICAS``) or did not answer in time.
+                ``NOREPLICAS``) or did not answer in time, or fewer than
+                ``wait_replicas`` replicas acknowledged the write in time.
             ClosedError: The store was closed before or during the call.
         """
         if not isinstance(token, Token):
             raise TypeError(f"save() takes a Token, not {type(token).__name__}")
-        await self._call("write", self._client.set, self._key, json.dumps(token.to_dict()))
+        value = json.dumps(token.to_dict())
+        wanted = self._wait_replicas
+        if not wanted:
+            await self._call("write", self._client.set, self._key, value)
+        else:
+            budget = self._op_timeout + self._wait_timeout
+            acked = await self._call("write", self._set_replicated, value, budget=budget)
+            if acked < wanted:
+                raise self._failure(
+                    "store.unreplicated",
+                    f"token written, but {acked} of {wanted} replicas acknowledged it",
+                    f"token written to Redis {self.description}, but only {acked} of the "
+                    f"{wanted} replicas required (wait_replicas) had it within "
+                    f"{self._wait_timeout:g} s: a failover now could lose it",
+                )
         log.debug(
             "token saved",
             extra={"event": "store.saved", "store": self.description, "grant": token.fingerprint},
         )
+
+    async def _set_replicated(self, value: str) -> int:
+        """``SET`` then ``WAIT`` on one connection, in one round trip; the replicas' count.
+
+        One pipeline, so that ``WAIT`` counts this ``SET``: on another connection (or a
+        new one, after a retry) it would count nothing and answer at once.
+        """
+        ms = max(1, round(self._wait_timeout * 1000))
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(self._key, value)
+            pipe.wait(self._wait_replicas, ms)
+            results = await pipe.execute()
+        return int(results[1])
 
     async def clear(self) -> None:
         """Delete the key, whatever it holds.
@@ -514,39 +572,43 @@ class RedisTokenStore(AsyncClosing):
         finally:
             self._scopes.discard(timer)
 
-    async def _call(self, action: str, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    async def _call(
+        self,
+        action: str,
+        fn: Callable[..., Awaitable[_T]],
+        *args: Any,
+        budget: float | None = None,
+    ) -> _T:
         try:
-            async with self._bounded(action):
+            async with self._bounded(action, budget):
                 return await fn(*args)
         except (RedisError, OSError) as e:
             if self._closed:
                 raise ClosedError(f"{self!r} was closed during the call") from None
             raise self._redis_error(action, e) from e
 
+    def _failure(
+        self, event: str, logged: str, message: str, *, level: int = logging.WARNING
+    ) -> TokenStoreError:
+        """Log ``logged`` (no secret in it) and return the error to raise."""
+        log.log(level, "%s", logged, extra={"event": event, "store": self.description})
+        return TokenStoreError(message, store=self.description)
+
     def _no_answer(self, action: str, seconds: float) -> TokenStoreError:
-        log.warning(
-            "Redis %s: no answer within %.3g s",
-            action,
-            seconds,
-            extra={"event": "store.error", "store": self.description},
-        )
-        return TokenStoreError(
-            f"cannot {action} token in Redis ({self.description}): no answer within "
+        return self._failure(
+            "store.error",
+            f"Redis {action}: no answer within {seconds:.3g} s",
+            f"cannot {action} {self._noun} in Redis ({self.description}): no answer within "
             f"{seconds:.3g} s",
-            store=self.description,
         )
 
     def _redis_error(self, action: str, e: BaseException) -> TokenStoreError:
         detail = safe_text(scrub(str(e), self._secrets))
-        log.warning(
-            "Redis %s failed: %s",
-            action,
-            type(e).__name__,
-            extra={"event": "store.error", "store": self.description},
-        )
-        return TokenStoreError(
-            f"cannot {action} token in Redis ({self.description}): {type(e).__name__}: {detail}",
-            store=self.description,
+        return self._failure(
+            "store.error",
+            f"Redis {action} failed: {type(e).__name__}",
+            f"cannot {action} {self._noun} in Redis ({self.description}): "
+            f"{type(e).__name__}: {detail}",
         )
 
     def _parse(self, raw: bytes | str) -> Token:
@@ -568,31 +630,25 @@ class RedisTokenStore(AsyncClosing):
         raise self._corrupt(f"not a token ({reason})")
 
     def _corrupt(self, reason: str) -> TokenStoreError:
-        log.error(
-            "Redis key holds no token: %s",
-            reason,
-            extra={"event": "store.corrupt", "store": self.description},
-        )
-        return TokenStoreError(
+        return self._failure(
+            "store.corrupt",
+            f"Redis key holds no token: {reason}",
             f"token in Redis {self.description} is corrupt: {reason}. It was left as it "
             "is: inspect it, then delete it or call clear()",
-            store=self.description,
+            level=logging.ERROR,
         )
 
     def _lock_timeout_error(self) -> TokenStoreError:
-        log.warning(
+        return self._failure(
+            "store.lock_timeout",
             "Redis lock not acquired in time",
-            extra={"event": "store.lock_timeout", "store": self.description},
-        )
-        return TokenStoreError(
-            f"lock on token in Redis {self.description} (lock key {self._lock_key}) not "
+            f"lock on {self._noun} in Redis {self.description} (lock key {self._lock_key}) not "
             f"acquired within {self._lock_timeout:g} s: another task or process holds it",
-            store=self.description,
         )
 
     def _lost_error(self, reason: str) -> TokenStoreError:
         return TokenStoreError(
-            f"the lock on token in Redis {self.description} (lock key {self._lock_key}) "
+            f"the lock on {self._noun} in Redis {self.description} (lock key {self._lock_key}) "
             f"was lost: {reason}; not refreshing",
             store=self.description,
         )
@@ -726,6 +782,170 @@ class RedisTokenStore(AsyncClosing):
                 type(e).__name__,
                 extra={"event": "store.unlock_failed", "store": self.description},
             )
+
+
+#: Sets the checkpoint only while the lock key holds this holder's owner token: a
+#: collector whose lease ran out (and whose lock another collector may hold) never writes.
+_FENCED_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+class _CheckpointRedis(RedisTokenStore):
+    """RedisTokenStore's client handling, bounds and leases, named as a checkpoint."""
+
+    _noun = "checkpoint"
+
+    def _lock_timeout_error(self) -> TokenStoreError:
+        return Busy(
+            f"checkpoint in Redis {self.description} is locked by another collector",
+            store=self.description,
+        )
+
+
+class RedisCheckpoint(AsyncClosing):
+    """A collector's cursor in a Redis key, with a leased lock shared by a fleet.
+
+    Built on :class:`RedisTokenStore` (the same URLs, clients, Sentinel support, socket
+    timeouts, operation cut-offs and password redaction): the value is
+    ``{"version": 1, "cursor": ...}`` under ``prefix + key``; the lock is on
+    ``prefix + key + ":lock"``, held for as long as a collector runs, its lease
+    (``lock_expiry``) renewed every ``lease / 3``. A second collector waits as a standby
+    (trying again through Redis outages) and takes over at most a lease after the active
+    one died or hung. Every commit is fenced: one ``EVAL`` sets the cursor only while the
+    lock still holds this holder's owner token, so a collector whose lease was lost never
+    writes (:class:`CheckpointLost`, and the collector stops). A corrupt value is a
+    :class:`TokenStoreError` naming the key, never a restart from the beginning.
+
+    Args:
+        url_or_client: As for :class:`RedisTokenStore`.
+        key: Names the stream; every collector of it uses the same key.
+        prefix: Put before ``key`` in Redis.
+        lock_expiry: The lease, in seconds: how long a dead collector's lock outlives it.
+        **options: More :class:`RedisTokenStore` settings (``socket_timeout``,
+            ``connect_timeout``, ``retries``, ``operation_timeout``, ``service_name``...).
+
+    Raises:
+        ValueError: An option is out of range, or the URL is not a Redis URL.
+        TypeError: ``url_or_client`` or an option has the wrong type.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | aioredis.Redis | Sentinel,
+        *,
+        key: str,
+        prefix: str = "netrex_async:checkpoint:",
+        lock_expiry: float = 15.0,
+        **options: Any,
+    ) -> None:
+        options.setdefault("lock_timeout", STANDBY_ATTEMPT)
+        self._store = _CheckpointRedis(
+            url_or_client, key=key, prefix=prefix, lock_expiry=lock_expiry, **options
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisCheckpoint({self._store._server!r}, key={self._store.key!r})"
+
+    @property
+    def description(self) -> str:
+        """Server and key, no credentials."""
+        return self._store.description
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding the cursor (prefix included)."""
+        return self._store.key
+
+    @property
+    def lock_key(self) -> str:
+        """The Redis key of the lock."""
+        return self._store.lock_key
+
+    @property
+    def lease(self) -> float | None:
+        """Seconds a held lock lasts if it is not renewed."""
+        return self._store.lease
+
+    async def load(self) -> str | int | float | None:
+        """The committed cursor, or ``None`` if the key does not exist.
+
+        Raises:
+            TokenStoreError: Redis is unreachable or did not answer in time, or the value
+                is not a checkpoint.
+            ClosedError: The checkpoint was closed.
+        """
+        store = self._store
+        raw = await store._call("read", store._client.get, store.key)
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        return parse_checkpoint(raw, "checkpoint in Redis", self.description)
+
+    async def save(self, cursor: str | int | float) -> None:
+        """Commit ``cursor``; inside :meth:`lock`, only while the lease is this holder's.
+
+        Raises:
+            TypeError: ``cursor`` is not a string or a number.
+            CheckpointLost: The lock is gone or another's: nothing was written.
+            TokenStoreError: Redis is unreachable or did not answer in time.
+            ClosedError: The checkpoint was closed.
+        """
+        value = encode_checkpoint(cursor)
+        store = self._store
+        hold = store._hold
+        if hold is None:
+            await store._call("write", store._client.set, store.key, value)
+            return
+        if hold.lost is not None:
+            raise self._lost(hold.lost)
+        client = store._client
+        written = await store._call(
+            "write", client.eval, _FENCED_SET, 2, store.lock_key, store.key, hold.owner, value
+        )
+        if not written:
+            reason = "the lock key is gone or holds another owner's token"
+            if hold.lost is None:
+                hold.lost = reason
+            raise self._lost(reason)
+
+    def _lost(self, reason: str) -> CheckpointLost:
+        log.warning(
+            "the checkpoint's lock was lost (%s); not committing",
+            reason,
+            extra={"event": "checkpoint.lost", "store": self.description},
+        )
+        return CheckpointLost(
+            f"the lock on checkpoint in Redis {self.description} was lost: {reason}; "
+            "another collector may have taken over, so nothing was committed",
+            store=self.description,
+        )
+
+    async def clear(self) -> None:
+        """Delete the cursor: the next collector starts at the beginning.
+
+        Raises:
+            TokenStoreError: Redis is unreachable or did not answer in time.
+            ClosedError: The checkpoint was closed.
+        """
+        await self._store.clear()
+
+    def lock(self) -> AbstractAsyncContextManager[None]:
+        """The leased Redis lock, waited for as long as it takes (through outages too).
+
+        Raises:
+            ClosedError: The checkpoint was closed.
+        """
+        return standby(self._store.lock, self.description, retry_errors=True)
+
+    async def aclose(self) -> None:
+        """Close the client if this checkpoint created it; returns within a few seconds."""
+        await self._store.aclose()
 
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")

@@ -19,6 +19,7 @@ from ._faults import (
     RedirectFault,
     StatusFault,
 )
+from ._live import EventSource
 from ._oauth import Grant
 from ._records import Counters, RecordedRequest, SecretMapping
 from ._server import FakeNetrex
@@ -30,6 +31,7 @@ __all__ = [
     "DropFault",
     "Endpoint",
     "Event",
+    "EventSource",
     "FakeData",
     "FakeNetrex",
     "Fault",

@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 
@@ -33,6 +33,7 @@ from ._faults import (
     StatusFault,
     check_endpoint,
 )
+from ._live import EventSource
 from ._oauth import Authority, Consent, Grant, ParamsIn
 from ._records import (
     EMPTY,
@@ -190,6 +191,7 @@ class FakeNetrex:
     #: Answers of query-only requests by (body, rights), valid while ``_stamp`` holds.
     _results: dict[tuple[bytes, frozenset[str]], bytes] = attrs.field(init=False, factory=dict)
     _stamp: tuple[int, ...] = attrs.field(init=False, default=())
+    _event_source: EventSource | None = attrs.field(init=False, default=None)
 
     @_requests.default
     def _new_log(self) -> collections.deque[RecordedRequest]:
@@ -248,6 +250,7 @@ class FakeNetrex:
 
     async def aclose(self) -> None:
         """Stop listening (pending delayed answers are dropped). Safe to call twice."""
+        await self.stop_events()
         runner, self._runner = self._runner, None
         if runner is None:
             return
@@ -527,6 +530,41 @@ class FakeNetrex:
     def add_event(self, camera_id: str, type: str = "motion") -> Event:
         """Record a camera event (now)."""
         return self.data.add_event(camera_id, type)
+
+    def start_events(
+        self,
+        rate: float,
+        *,
+        cameras: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> EventSource:
+        """Make ``rate`` camera events a second until :meth:`stop_events` or :meth:`aclose`.
+
+        A live stream to follow with ``events(afterId:, limit:)``; the source's
+        ``produced`` counts the events made.
+
+        Args:
+            rate: Events per second.
+            cameras: The cameras that have events (default: all of them).
+            types: The event types, in turn (default: motion, line crossing, tampering).
+
+        Raises:
+            RuntimeError: Events are being made already.
+            ValueError: ``rate`` is not positive, or a camera is unknown.
+        """
+        if self._event_source is not None and self._event_source.running:
+            raise RuntimeError("the fake is making events already: stop_events() first")
+        extra = {} if types is None else {"types": types}
+        source = EventSource(self.data, rate, cameras=cameras, **extra)
+        source.start()
+        self._event_source = source
+        return source
+
+    async def stop_events(self) -> None:
+        """Stop the events :meth:`start_events` makes (those made stay)."""
+        source, self._event_source = self._event_source, None
+        if source is not None:
+            await source.stop()
 
     # -- HTTP -----------------------------------------------------------------------------
 

@@ -108,6 +108,7 @@ async def test_expired_token_everyone_waits_for_one_refresh():
         assert m.stats.refreshes == 1
 
 
+@pytest.mark.looptime
 async def test_failed_refresh_reaches_all_waiters_and_does_not_poison():
     token = make_token(1, lifetime=10, now=time.time() - 11)
     oauth = ScriptedOAuth(delay=0.05)
@@ -116,6 +117,12 @@ async def test_failed_refresh_reaches_all_waiters_and_does_not_poison():
         results = await asyncio.gather(*(m.token() for _ in range(50)), return_exceptions=True)
         assert all(isinstance(r, TransportError) for r in results)
         assert oauth.calls == 1
+        # While the failed refresh backs off (min_refresh_interval), callers get its
+        # error at once instead of a refresh each.
+        with pytest.raises(TransportError, match="token endpoint down"):
+            await m.token()
+        assert oauth.calls == 1
+        await asyncio.sleep(1.0)
         assert await m.token() == "access-1002-secret"
         assert oauth.calls == 2
         assert m.stats.failures == 1
@@ -262,7 +269,14 @@ async def test_background_refresh_before_expiry_without_waiting(caplog):
     oauth = ScriptedOAuth(lifetime=1.0)
     events = []
     store = MemoryTokenStore(make_token(1, lifetime=1.0))
-    async with TokenManager(oauth, store, hooks=[events.append], jitter=0) as m:  # type: ignore[arg-type]
+    # (refreshes of a one-second token every half second: allowed by a shorter spacing)
+    async with TokenManager(
+        oauth,  # type: ignore[arg-type]
+        store,
+        hooks=[events.append],
+        jitter=0,
+        min_refresh_interval=0.2,
+    ) as m:
         loop = asyncio.get_running_loop()
         worst = 0.0
         end = loop.time() + 2.6
@@ -390,7 +404,7 @@ async def test_waiters_of_a_refresh_stopped_by_aclose_get_a_clear_error():
     m = manager(oauth, MemoryTokenStore(token))
     waiter = asyncio.create_task(m.token())
     await asyncio.wait_for(oauth.started.wait(), 1)
-    m._refresh_task.cancel()  # what aclose() does to a refresh that will not finish
+    m._flight.task.cancel()  # what aclose() does to a refresh that will not finish
     with pytest.raises(NetrexError, match="cancelled before it finished"):
         await waiter
     await m.aclose()
@@ -404,3 +418,18 @@ async def test_nothing_is_logged_on_the_fast_path(caplog):
         for _ in range(100):
             await m.token()
         assert caplog.records == []
+
+
+async def test_a_grant_the_api_refuses_logs_one_warning_per_hold_off_window(caplog):
+    # #13: 1,000 calls refused with a token a 401 just bought logged 1,000 WARNINGs.
+    caplog.set_level(logging.WARNING, logger="netrex_async")
+    oauth = ScriptedOAuth()
+    async with manager(oauth, MemoryTokenStore(make_token(1, lifetime=3600))) as m:
+        await m.invalidate(await m.token())  # a 401: refreshed once
+        bought = await m.token()
+        assert oauth.calls == 1
+        for _ in range(1000):  # the API refuses the new token too, call after call
+            await m.invalidate(bought)
+        assert oauth.calls == 1  # the hold-off: no refresh per call
+    again = [r for r in caplog.records if getattr(r, "event", None) == "token_rejected_again"]
+    assert len(again) == 1

@@ -129,3 +129,11 @@ async def test_introspection_turned_off_is_a_graphql_error(
 def test_a_broken_introspection_answer_is_an_api_error(introspection: dict[str, object]) -> None:
     with pytest.raises(ApiError, match="does not describe a valid schema"):
         introspection_to_sdl(introspection)
+
+
+async def test_a_transient_fault_is_retried_like_any_query(
+    fake: FakeNetrex, client: NetrexClient
+) -> None:
+    fake.inject("graphql", Fault.status(503))
+    assert "type Query" in await client.schema()
+    assert len(fake.requests_to("graphql")) == 2

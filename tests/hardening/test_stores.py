@@ -21,6 +21,8 @@ import pytest
 
 from netrex_async import (
     NetrexClient,
+    OAuth2Client,
+    RetryPolicy,
     Token,
     TokenManager,
     TokenStoreError,
@@ -190,7 +192,7 @@ async def test_lock_timeout_names_the_file(fake, oauth, path, secret_registry):
     await FileTokenStore(path).save(expired_token(fake))
     holder = FileTokenStore(path)
     waiter = FileTokenStore(path, lock_timeout=0.2)
-    manager = TokenManager(oauth, waiter, background=False)
+    manager = TokenManager(oauth, waiter, background=False, min_refresh_interval=0.01)
     async with holder.lock():
         started = time.monotonic()
         with pytest.raises(TokenStoreError, match="not acquired within") as e:
@@ -199,6 +201,7 @@ async def test_lock_timeout_names_the_file(fake, oauth, path, secret_registry):
     assert str(path) in str(e.value)
     secret_registry.check(e)
     assert fake.counters.requests["token"] == 0
+    await asyncio.sleep(0.02)  # past the failed refresh's back-off
     assert fake.is_valid(await manager.token())  # the holder is gone: it works
 
 
@@ -342,7 +345,7 @@ def _via(proxy: TcpProxy) -> str:
 
 
 @pytest.mark.redis
-async def test_redis_down_during_a_refresh(fake, oauth, redis_key, redis_proxy):
+async def test_redis_down_during_a_refresh(fake, app, redis_key, redis_proxy):
     from netrex_async.stores.redis import RedisTokenStore
 
     now = time.time()
@@ -354,11 +357,20 @@ async def test_redis_down_during_a_refresh(fake, oauth, redis_key, redis_proxy):
         issued_at=now - 3500,
         expires_at=now + 100,
     )
-    async with RedisTokenStore(
-        _via(redis_proxy), key=redis_key, prefix="netrex_async_test:", lock_timeout=2
-    ) as store:
+    # A lock whose release was lost with Redis stays until its lease ends: a short one
+    # (and a manager whose worst case fits in it), so the test need not wait a minute.
+    async with (
+        RedisTokenStore(
+            _via(redis_proxy),
+            key=redis_key,
+            prefix="netrex_async_test:",
+            lock_timeout=2,
+            lock_expiry=6,
+        ) as store,
+        OAuth2Client(app, retry=RetryPolicy(attempts=2, max_time=1)) as oauth,
+    ):
         await store.save(stale)
-        async with TokenManager(oauth, store) as manager:
+        async with TokenManager(oauth, store, store_timeout=0.5, save_timeout=0.5) as manager:
             assert await manager.token() == stale.access_token
             await redis_proxy.stop()  # Redis is gone
             with pytest.raises(TokenStoreError, match="Redis"):
@@ -371,11 +383,12 @@ async def test_redis_down_during_a_refresh(fake, oauth, redis_key, redis_proxy):
             assert manager.stats.refreshes == 0
             assert fake.counters.requests["token"] == 0  # nothing refreshed without the lock
             await redis_proxy.start()  # back, on the same port
-            for _ in range(200):
+            for _ in range(500):  # the background refresh backs off: 1 s, 2 s, 4 s...
                 if manager.stats.refreshes:
                     break
                 await asyncio.sleep(0.02)
             assert manager.stats.refreshes == 1
+            await manager.settle()  # the new token is used before its save ends
             assert (await store.load()).access_token == await manager.token()
 
 
@@ -391,11 +404,12 @@ async def test_redis_down_with_an_expired_token_is_a_store_error(
     ) as store:
         await store.save(token)
         await redis_proxy.stop()
-        manager = TokenManager(oauth, store, background=False)
+        manager = TokenManager(oauth, store, background=False, min_refresh_interval=0.05)
         with pytest.raises(TokenStoreError, match="Redis"):
             await manager.token()
         assert fake.counters.requests["token"] == 0
         await redis_proxy.start()
+        await asyncio.sleep(0.06)  # past the failed refresh's back-off
         assert fake.is_valid(await manager.token())
         await manager.aclose()
 

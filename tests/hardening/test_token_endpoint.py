@@ -51,6 +51,7 @@ class Setup:
         fresh = await self.manager.token()
         assert self.fake.is_valid(fresh)
         assert self.fake.counters.refreshes == before + 1
+        await self.manager.settle()  # callers get the new token before its save ends
         assert (await self.stored()).access_token == fresh
 
 
@@ -61,7 +62,8 @@ async def _setup(
     store = FileTokenStore(path)
     await store.save(token)
     async with OAuth2Client(app, **oauth_options) as oauth:  # type: ignore[arg-type]
-        manager = TokenManager(oauth, store, background=False)
+        # (a tiny spacing: these tests try again at once after a failed refresh)
+        manager = TokenManager(oauth, store, background=False, min_refresh_interval=1e-6)
         try:
             yield Setup(fake, token, store, oauth, manager)
         finally:

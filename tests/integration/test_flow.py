@@ -112,7 +112,10 @@ async def test_collector_across_lifetimes_one_refresh_each():
         events = []
         store = MemoryTokenStore(token)
         started = time.monotonic()
-        async with NetrexClient.from_app(app, store, hooks=[events.append]) as client:
+        # (0.6 s tokens need refreshes closer than the default spacing)
+        async with NetrexClient.from_app(
+            app, store, hooks=[events.append], min_refresh_interval=0.1
+        ) as client:
             calls = 0
 
             async def worker():
@@ -176,7 +179,14 @@ async def test_proactive_failure_then_recovery_events():
         events = []
         async with (
             OAuth2Client(app) as oauth,
-            TokenManager(oauth, MemoryTokenStore(token), hooks=[events.append], jitter=0) as m,
+            # (a one-second token: retries of a failed refresh closer than the default)
+            TokenManager(
+                oauth,
+                MemoryTokenStore(token),
+                hooks=[events.append],
+                jitter=0,
+                min_refresh_interval=0.1,
+            ) as m,
         ):
             assert await m.token() == token.access_token
             await asyncio.sleep(0.9)

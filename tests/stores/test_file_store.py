@@ -58,7 +58,7 @@ def store_errors_never_leak(err: BaseException) -> None:
 def test_repr_and_description(path: Path) -> None:
     store = FileTokenStore(path)
     assert store.description == str(path)
-    assert repr(store) == f"FileTokenStore(path={str(path)!r}, lock_timeout=30.0)"
+    assert repr(store) == f"FileTokenStore(path={str(path)!r}, lock_timeout=60.0)"
     assert store.path == path
     assert store.lock_path == path.with_name("token.json.lock")
 

@@ -336,3 +336,43 @@ async def test_holder_stopped_past_its_lease_loses_it(redis_server: RedisServer)
             holder.send_signal(signal.SIGCONT)
             holder.kill()
         await holder.wait()
+
+
+# -- replicated saves -------------------------------------------------------------------
+
+
+async def test_wait_replicas_returns_once_the_replica_has_the_token() -> None:
+    with RedisServer() as master, master.replica() as replica:
+        master.wait_for_replication(replica)
+        async with RedisTokenStore(master.url, key="grant", wait_replicas=1) as store:
+            for n in range(5):
+                token = make_token(n)
+                await store.save(token)
+                # WAIT counted this SET: the replica has it the moment save() returns.
+                assert token.access_token in replica.cli("GET", store.key)
+
+
+async def test_wait_replicas_raises_when_no_replica_has_it_in_time(
+    redis_server: RedisServer,
+) -> None:
+    with redis_server.replica() as replica:
+        redis_server.wait_for_replication(replica)
+        async with RedisTokenStore(
+            redis_server.url, key="grant", wait_replicas=1, wait_timeout=0.3, **FAST
+        ) as store:
+            replica.pause()
+            try:
+                bound = store.operation_timeout + 0.3
+                await fails_within(bound, store.save(make_token()), TokenStoreError)
+            finally:
+                replica.resume()
+        # The replica is back: once it caught up, a save is replicated again.
+        async with RedisTokenStore(
+            redis_server.url, key="grant", wait_replicas=1, wait_timeout=2
+        ) as store:
+            token = make_token()
+            await store.save(token)
+            assert token.access_token in replica.cli("GET", store.key)
+    async with RedisTokenStore(redis_server.url, key="grant", wait_replicas=1) as store:
+        with pytest.raises(TokenStoreError, match="only 0 of the 1 replicas"):
+            await store.save(make_token())  # no replica at all any more

@@ -138,6 +138,9 @@ def test_url_query_wins_over_the_arguments() -> None:
         ({"retries": 1.5}, TypeError),
         ({"operation_timeout": 0}, ValueError),
         ({"service_name": "svc"}, TypeError),
+        ({"wait_replicas": -1}, ValueError),
+        ({"wait_replicas": True}, TypeError),
+        ({"wait_timeout": 0}, ValueError),
     ],
 )
 def test_bad_connection_options(options: dict[str, object], error: type[Exception]) -> None:
@@ -322,20 +325,20 @@ async def test_borrowed_client_description_has_no_password(redis_url: str) -> No
 async def test_a_held_lock_is_renewed_past_its_expiry(
     redis_url: str, redis_key: str, raw: redis.asyncio.Redis
 ) -> None:
-    """The holder works for 3 leases; the renewal keeps everyone else out meanwhile."""
-    holder = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_expiry=0.6)
+    """The holder works for 2.5 leases; the renewal keeps everyone else out meanwhile."""
+    holder = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_expiry=1.0)
     waiter = RedisTokenStore(redis_url, key=redis_key, prefix=REDIS_PREFIX, lock_timeout=0)
     async with holder, waiter:
-        assert holder.lease == 0.6
+        assert holder.lease == 1.0
         async with holder.lock():
             loop = asyncio.get_running_loop()
-            end = loop.time() + 3 * 0.6
+            end = loop.time() + 2.5
             while loop.time() < end:
                 with pytest.raises(TokenStoreError, match="not acquired"):
                     async with waiter.lock():
                         pytest.fail("took a lock whose holder is alive")
                 ttl = await raw.pttl(holder.lock_key)
-                assert 0 < ttl <= 600
+                assert 0 < ttl <= 1000
                 await asyncio.sleep(0.1)
             await holder.check_lease()  # still ours
         assert await raw.get(holder.lock_key) is None  # released on the way out

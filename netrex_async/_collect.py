@@ -1,0 +1,201 @@
+"""The collector loop behind :meth:`NetrexClient.collect`: a cursor-paged feed, at least once.
+
+The loop holds the checkpoint's lock for its whole life (a second collector on the same
+checkpoint waits as a standby), reads the committed cursor once, then asks for the items
+after it, page after page: at once while pages come back full, every ``every`` seconds
+once they do not. Each page is one batch. A batch's cursor (its last item's ``key``) is
+committed when the caller asks for the next batch, never earlier: leaving the loop in any
+way (``break``, an exception, cancellation, a crash) commits nothing more, so the batch
+in hand comes again next time. Memory is one page, whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from ._checkpoints import Checkpoint, CheckpointLost, check_cursor
+from ._errors import ApiError, ClosedError, NetrexError, ReauthorizationRequired, TokenStoreError
+from ._lifecycle import AsyncClosing
+from ._redact import safe_text
+
+if TYPE_CHECKING:
+    from ._client import NetrexClient
+
+__all__ = ["Collection", "collect"]
+
+log = logging.getLogger("netrex_async.collect")
+
+
+class _BadShape(ApiError):
+    """The answer holds no list of items with a usable key where the caller said."""
+
+
+def _backoff(failures: int, base: float, cap: float) -> float:
+    """Capped exponential back-off from ``base``, jittered over its upper half."""
+    pause = min(cap, base * 2 ** min(failures - 1, 16))
+    return random.uniform(pause / 2, pause)
+
+
+def _items_at(data: Any, path: tuple[str, ...], dotted: str) -> list[Any]:
+    value = data
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            raise _BadShape(
+                f"collect: the answer's data has nothing at {dotted!r} (items=)", status=200
+            )
+        value = value[part]
+    if not isinstance(value, list):
+        raise _BadShape(
+            f"collect: data.{dotted} is a {type(value).__name__}, not a list (items=)",
+            status=200,
+        )
+    return value
+
+
+def _cursor_of(page: list[Any], key: str) -> str | int | float:
+    last = page[-1]
+    if not isinstance(last, dict) or key not in last:
+        raise _BadShape(f"collect: the last item has no field {key!r} (key=)", status=200)
+    value = last[key]
+    try:
+        check_cursor(value)
+    except TypeError as e:
+        raise _BadShape(
+            f"collect: field {key!r} of the last item: {e} (key=)", status=200
+        ) from None
+    cursor: str | int | float = value
+    return cursor
+
+
+async def collect(
+    client: NetrexClient,
+    query: str,
+    *,
+    items: str,
+    cursor: str,
+    key: str,
+    checkpoint: Checkpoint,
+    every: float,
+    variables: Mapping[str, Any] | None = None,
+    operation_name: str | None = None,
+    page_size: int | None = None,
+    page_size_variable: str | None = None,
+    max_backoff: float = 60.0,
+) -> AsyncGenerator[list[Any], None]:
+    """The loop of :meth:`NetrexClient.collect` (see there); arguments checked there."""
+    loop = asyncio.get_running_loop()
+    path = tuple(items.split("."))
+    base = dict(variables or {})
+    base.pop(cursor, None)
+    if page_size_variable is not None:
+        base[page_size_variable] = page_size
+    where = checkpoint.description
+    async with checkpoint.lock():
+        position = await checkpoint.load()
+        log.info(
+            "collect: %s",
+            "starting at the beginning" if position is None else f"resuming after {position!r}",
+            extra={"event": "collect_started", "store": where},
+        )
+        failures = 0
+        while True:
+            started = loop.time()
+            sent = dict(base)
+            if position is not None:
+                sent[cursor] = position
+            try:
+                data = await client.graphql(query, sent, operation_name=operation_name)
+                page = _items_at(data, path, items)
+                last = _cursor_of(page, key) if page else None
+            except (ReauthorizationRequired, ClosedError, _BadShape):
+                raise
+            except NetrexError as e:
+                failures += 1
+                pause = _backoff(failures, every, max_backoff)
+                log.warning(
+                    "collect: query failed (%s: %s); trying again in %.1f s",
+                    type(e).__name__,
+                    safe_text(e, limit=200),
+                    pause,
+                    extra={"event": "collect_failed", "attempt": failures, "sleep": pause},
+                )
+                await asyncio.sleep(pause)
+                continue
+            if failures:
+                log.info(
+                    "collect: the query works again after %d failures",
+                    failures,
+                    extra={"event": "collect_recovered", "attempt": failures},
+                )
+                failures = 0
+            if last is not None:
+                yield page
+                # The caller asked for the next batch: it is done with this one.
+                await _commit(checkpoint, last, every, max_backoff)
+                position = last
+            full = bool(page) if page_size is None else len(page) >= page_size
+            if not full:
+                await asyncio.sleep(max(0.0, every - (loop.time() - started)))
+
+
+async def _commit(
+    checkpoint: Checkpoint, cursor: str | int | float, every: float, max_backoff: float
+) -> None:
+    """Save ``cursor``, retrying a failed save (a full disk, Redis away) until it lands.
+
+    A lost lock or a closed checkpoint ends the loop instead: another collector may have
+    taken over, and this one must not write.
+    """
+    failures = 0
+    while True:
+        try:
+            await checkpoint.save(cursor)
+        except (CheckpointLost, ClosedError):
+            raise
+        except TokenStoreError as e:
+            failures += 1
+            pause = _backoff(failures, min(every, 1.0), max_backoff)
+            log.warning(
+                "collect: committing the cursor to %s failed (%s); trying again in %.1f s "
+                "(the batch is not acknowledged until it lands)",
+                checkpoint.description,
+                safe_text(e, limit=200),
+                pause,
+                extra={"event": "collect_commit_failed", "attempt": failures, "sleep": pause},
+            )
+            await asyncio.sleep(pause)
+            continue
+        if failures:
+            log.info(
+                "collect: the cursor was committed after %d failures",
+                failures,
+                extra={"event": "collect_commit_recovered", "attempt": failures},
+            )
+        return
+
+
+class Collection(AsyncClosing, AsyncIterator[list[Any]]):
+    """The batches of :meth:`NetrexClient.collect`: an async iterator, and an async
+    context manager that stops the collector (and releases the checkpoint) on the way out.
+
+    ``async for batch in collection`` yields each batch, a list of items, oldest first.
+    Asking for the next batch commits the cursor of the one before; :meth:`aclose` (or
+    leaving ``async with``) commits nothing.
+    """
+
+    def __init__(self, generator: AsyncGenerator[list[Any], None]) -> None:
+        self._generator = generator
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        return await self._generator.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the collector without committing the batch in hand; release the lock."""
+        await self._generator.aclose()
