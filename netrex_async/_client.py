@@ -37,6 +37,7 @@ from ._auth_flow import (
 )
 from ._checkpoints import Checkpoint
 from ._collect import Collection
+from ._deadline import Watchdog
 from ._errors import (
     ApiError,
     ClosedError,
@@ -232,6 +233,7 @@ class NetrexClient(AsyncClosing):
         # stripped from foreign requests in a caller's session and scrubbed from error
         # texts, all of them.
         self._sent: collections.deque[str] = collections.deque(maxlen=16)
+        self._watchdog: Watchdog | None = None
         self._closed = False
 
     @property
@@ -543,15 +545,25 @@ class NetrexClient(AsyncClosing):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.max_time
         first: Transient | None = None
-        scope = asyncio.timeout_at(deadline)
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not loop:
+            watchdog = self._watchdog = Watchdog(loop)
+        watch = watchdog.watch(deadline)
         try:
-            async with scope:
-                return await self._attempt(method, url, data, headers, parse)
+            answer = await self._attempt(method, url, data, headers, parse)
         except Transient as t:
+            watchdog.done(watch, cancelled=False)
             first = t
-        except TimeoutError:
-            if not scope.expired():
-                raise
+        except asyncio.CancelledError:
+            if not watchdog.done(watch, cancelled=True):
+                raise  # the caller's cancellation, not the deadline's
+            # The deadline ended the attempt: this call's TransportError, raised below.
+        except BaseException:
+            watchdog.done(watch, cancelled=False)
+            raise
+        else:
+            watchdog.done(watch, cancelled=False)
+            return answer
         what = f"{method} {url.with_query(None)}"
         if first is None:
             raise TransportError(
