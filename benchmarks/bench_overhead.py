@@ -17,6 +17,8 @@ Contenders:
   raw-control      raw aiohttp again, an A/A control: its ratio to raw aiohttp is the
                    noise floor of the run; a gap smaller than its distance from 1.000
                    is not a measured difference.
+  raw-unbounded    raw aiohttp without aiohttp's total timeout: no bound on a call at
+                   all, so cheaper than any bounded client; the floor, not a peer.
   raw-idiomatic    raw aiohttp as usually written: a default ClientSession (cookie jar,
                    default timeouts) with the header, ``json=``, ``await resp.json()``.
   netrex-manager   NetrexClient with a TokenManager on a fresh token (MemoryTokenStore).
@@ -228,10 +230,12 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"
 
 class RawAiohttp(Contender):
     name = "raw-aiohttp"
+    timeout = RAW_TIMEOUT
 
     async def setup(self) -> None:
         self.session = aiohttp_session(
-            headers={"Authorization": "Bearer " + TOKEN, "User-Agent": "bench"}
+            timeout=self.timeout,
+            headers={"Authorization": "Bearer " + TOKEN, "User-Agent": "bench"},
         )
         session, url = self.session, self.url
 
@@ -251,6 +255,13 @@ class RawAiohttpControl(RawAiohttp):
     """raw aiohttp again: its ratio to raw aiohttp shows the noise of the machine."""
 
     name = "raw-control"
+
+
+class RawUnbounded(RawAiohttp):
+    """raw aiohttp with no total timeout: a call may then wait forever (the floor)."""
+
+    name = "raw-unbounded"
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
 
 class RawIdiomatic(Contender):
@@ -419,6 +430,7 @@ def available(skip: set[str]) -> list[type[Contender]]:
     found: list[type[Contender]] = [
         RawAiohttp,
         RawAiohttpControl,
+        RawUnbounded,
         RawIdiomatic,
         NetrexManager,
         NetrexStatic,
@@ -460,10 +472,11 @@ async def drive_for(call: Call, seconds: float, concurrency: int) -> int:
 
     async def worker() -> int:
         n = 0
-        while clock() < deadline:
+        while True:  # at least one call each, however busy the machine
             await call()
             n += 1
-        return n
+            if clock() >= deadline:
+                return n
 
     return sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
 
@@ -629,6 +642,14 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
         conc: {name: summarize(runs, per["raw-aiohttp"]) for name, runs in per.items()}
         for conc, per in results.items()
     }
+    idiomatic = {
+        conc: {
+            name: summarize(runs, per["raw-idiomatic"])
+            for name, runs in per.items()
+            if "raw-idiomatic" in per
+        }
+        for conc, per in results.items()
+    }
     rows = []
     for conc, per in summary.items():
         for name, s in per.items():
@@ -647,6 +668,12 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                         else "-"
                     ),
                     s["server_cpu_us_per_call"],
+                    (
+                        f"{idiomatic[conc][name]['ratio_vs_raw']:.3f} / "
+                        f"{idiomatic[conc][name]['cpu_efficiency_vs_raw']:.3f}"
+                        if name in idiomatic[conc]
+                        else "-"
+                    ),
                 ]
             )
     headers = [
@@ -659,6 +686,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
         "client cores",
         "server cores",
         "server CPU us/call",
+        "vs idiomatic (calls / CPU)",
     ]
     c.report(
         "overhead",
@@ -674,6 +702,7 @@ def render(args: Any, results: dict[int, dict[str, list[dict[str, float]]]], kin
                 else "none: in-memory transport under aiohttp",
             },
             "summary": summary,
+            "summary_vs_idiomatic": idiomatic,
             "runs": results,
         },
         [c.table(headers, rows)],

@@ -6,6 +6,7 @@ before it expires, once per grant however many tasks or processes wait, through 
 :class:`TokenStore`. See the README for the quick start.
 """
 
+from ._auth_flow import Answer, default_token_rejected
 from ._checkpoints import Checkpoint, CheckpointLost, FileCheckpoint, MemoryCheckpoint
 from ._client import ApiResponse, NetrexClient
 from ._collect import Collection
@@ -46,6 +47,7 @@ from ._stores._memory import MemoryTokenStore
 from ._token import Token
 
 __all__ = [
+    "Answer",
     "ApiError",
     "ApiResponse",
     "AuthorizationDenied",
@@ -87,6 +89,7 @@ __all__ = [
     "TokenStore",
     "TokenStoreError",
     "TransportError",
+    "default_token_rejected",
     "set_testing",
 ]
 

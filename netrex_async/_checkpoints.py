@@ -17,6 +17,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import attrs
@@ -32,6 +33,8 @@ __all__ = [
     "FileCheckpoint",
     "MemoryCheckpoint",
     "check_cursor",
+    "encode_checkpoint",
+    "parse_checkpoint",
     "standby",
 ]
 
@@ -51,7 +54,7 @@ class CheckpointLost(TokenStoreError):
     """
 
 
-class _Busy(TokenStoreError):
+class Busy(TokenStoreError):
     """Internal: the lock was not acquired within one attempt; a standby tries again."""
 
 
@@ -113,7 +116,12 @@ class Checkpoint(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 @asynccontextmanager
@@ -124,7 +132,7 @@ async def standby(
     retry_errors: bool = False,
     max_backoff: float = 30.0,
 ) -> AsyncIterator[None]:
-    """Enter ``attempt()`` (a lock that raises :class:`_Busy` when it times out), trying
+    """Enter ``attempt()`` (a lock that raises :class:`Busy` when it times out), trying
     again for as long as it takes; log once when waiting starts, once when it ends.
 
     Args:
@@ -143,7 +151,7 @@ async def standby(
         manager = attempt()
         try:
             await manager.__aenter__()
-        except _Busy:
+        except Busy:
             if not waited:
                 waited = True
                 log.info(
@@ -249,7 +257,7 @@ class _CheckpointFile(FileTokenStore):
     _noun: ClassVar[str] = "checkpoint file"
 
     def _lock_timeout_error(self) -> TokenStoreError:
-        return _Busy(
+        return Busy(
             f"checkpoint file {self.description} is locked by another collector",
             store=self.description,
         )
@@ -304,7 +312,7 @@ class FileCheckpoint(AsyncClosing):
         """
         f = self._file
         raw = await asyncio.to_thread(f._guarded, "read", f._read_bytes)
-        return None if raw is None else self._parse(raw)
+        return None if raw is None else parse_checkpoint(raw, "checkpoint file", self.description)
 
     async def save(self, cursor: str | int | float) -> None:
         """Replace the file atomically with ``cursor``.
@@ -313,8 +321,7 @@ class FileCheckpoint(AsyncClosing):
             TypeError: ``cursor`` is not a string or a number.
             TokenStoreError: Writing failed (disk full, permissions, a symlink).
         """
-        check_cursor(cursor)
-        data = (json.dumps({"version": _VERSION, "cursor": cursor}) + "\n").encode("utf-8")
+        data = encode_checkpoint(cursor)
         await asyncio.to_thread(self._file._guarded, "write", self._write, data)
 
     def _write(self, data: bytes) -> None:
@@ -342,36 +349,59 @@ class FileCheckpoint(AsyncClosing):
     async def aclose(self) -> None:
         """Nothing to release: files are opened and closed by each operation."""
 
-    def _parse(self, raw: bytes) -> str | int | float:
-        # Each problem raised outside its except block (no decoder error in the chain).
-        problem = ""
-        data: Any = None
-        if len(raw) > _MAX_SIZE:
-            problem = f"larger than {_MAX_SIZE} bytes"
+
+def encode_checkpoint(cursor: str | int | float) -> bytes:
+    """The stored form of ``cursor``: ``{"version": 1, "cursor": ...}`` as JSON.
+
+    Raises:
+        TypeError: ``cursor`` is not a string or a number.
+    """
+    check_cursor(cursor)
+    return (json.dumps({"version": _VERSION, "cursor": cursor}) + "\n").encode("utf-8")
+
+
+def parse_checkpoint(raw: bytes, what: str, description: str) -> str | int | float:
+    """The cursor in a stored checkpoint.
+
+    Args:
+        raw: The stored bytes.
+        what: What holds them, for the message ("checkpoint file", "checkpoint in Redis").
+        description: Where they are (a path, a Redis key).
+
+    Raises:
+        TokenStoreError: They hold no checkpoint (the message names the place and the
+            reason, never the content).
+    """
+    # Each problem raised outside its except block (no decoder error in the chain).
+    problem = ""
+    data: Any = None
+    if len(raw) > _MAX_SIZE:
+        problem = f"larger than {_MAX_SIZE} bytes"
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            problem = "it is empty" if not raw.strip() else "not valid JSON"
+    if not problem:
+        if not isinstance(data, dict) or data.get("version") != _VERSION:
+            problem = f'not a checkpoint (expected {{"version": {_VERSION}, "cursor": ...}})'
         else:
             try:
-                data = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                problem = "the file is empty" if not raw.strip() else "not valid JSON"
-        if not problem:
-            if not isinstance(data, dict) or data.get("version") != _VERSION:
-                problem = f'not a checkpoint (expected {{"version": {_VERSION}, "cursor": ...}})'
-            else:
-                try:
-                    check_cursor(data.get("cursor"))
-                except TypeError as e:
-                    problem = f"not a checkpoint ({e})"
-        if problem:
-            log.error(
-                "checkpoint file is corrupt: %s",
-                problem,
-                extra={"event": "store.corrupt", "store": self.description},
-            )
-            raise TokenStoreError(
-                f"checkpoint file {self.description} is corrupt: {problem}. It was left as "
-                "it is (a collector never restarts from the beginning silently): inspect "
-                "it, then fix or remove it, or call clear() to start from the beginning",
-                store=self.description,
-            )
-        cursor: str | int | float = data["cursor"]
-        return cursor
+                check_cursor(data.get("cursor"))
+            except TypeError as e:
+                problem = f"not a checkpoint ({e})"
+    if problem:
+        log.error(
+            "%s is corrupt: %s",
+            what,
+            problem,
+            extra={"event": "store.corrupt", "store": description},
+        )
+        raise TokenStoreError(
+            f"{what} {description} is corrupt: {problem}. It was left as it is (a "
+            "collector never restarts from the beginning silently): inspect it, then fix "
+            "or remove it, or call clear() to start from the beginning",
+            store=description,
+        )
+    cursor: str | int | float = data["cursor"]
+    return cursor

@@ -24,7 +24,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _collect, _json, _log, _schema_fetch
+from . import _json, _log, _schema_fetch
 from ._auth_flow import (
     TOKEN,
     Answer,
@@ -37,6 +37,7 @@ from ._auth_flow import (
 )
 from ._checkpoints import Checkpoint
 from ._collect import Collection
+from ._deadline import Watchdog
 from ._errors import (
     ApiError,
     ClosedError,
@@ -232,6 +233,7 @@ class NetrexClient(AsyncClosing):
         # stripped from foreign requests in a caller's session and scrubbed from error
         # texts, all of them.
         self._sent: collections.deque[str] = collections.deque(maxlen=16)
+        self._watchdog: Watchdog | None = None
         self._closed = False
 
     @property
@@ -543,15 +545,25 @@ class NetrexClient(AsyncClosing):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.max_time
         first: Transient | None = None
-        scope = asyncio.timeout_at(deadline)
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not loop:
+            watchdog = self._watchdog = Watchdog(loop)
+        watch = watchdog.watch(deadline)
         try:
-            async with scope:
-                return await self._attempt(method, url, data, headers, parse)
+            answer = await self._attempt(method, url, data, headers, parse)
         except Transient as t:
+            watchdog.done(watch, cancelled=False)
             first = t
-        except TimeoutError:
-            if not scope.expired():
-                raise
+        except asyncio.CancelledError:
+            if not watchdog.done(watch, cancelled=True):
+                raise  # the caller's cancellation, not the deadline's
+            # The deadline ended the attempt: this call's TransportError, raised below.
+        except BaseException:
+            watchdog.done(watch, cancelled=False)
+            raise
+        else:
+            watchdog.done(watch, cancelled=False)
+            return answer
         what = f"{method} {url.with_query(None)}"
         if first is None:
             raise TransportError(
@@ -932,20 +944,18 @@ class NetrexClient(AsyncClosing):
         if not max_backoff > 0:
             raise ValueError("max_backoff must be a positive number of seconds")
         return Collection(
-            _collect.collect(
-                self,
-                query,
-                items=items,
-                cursor=cursor,
-                key=key,
-                checkpoint=checkpoint,
-                every=float(every),
-                variables=variables,
-                operation_name=operation_name,
-                page_size=page_size,
-                page_size_variable=page_size_variable,
-                max_backoff=max_backoff,
-            )
+            self,
+            query,
+            items=items,
+            cursor=cursor,
+            key=key,
+            checkpoint=checkpoint,
+            every=float(every),
+            variables=variables,
+            operation_name=operation_name,
+            page_size=page_size,
+            page_size_variable=page_size_variable,
+            max_backoff=max_backoff,
         )
 
 

@@ -85,8 +85,13 @@ async def collect(
     page_size: int | None = None,
     page_size_variable: str | None = None,
     max_backoff: float = 60.0,
+    pending: _Pending,
 ) -> AsyncGenerator[list[Any], None]:
-    """The loop of :meth:`NetrexClient.collect` (see there); arguments checked there."""
+    """The loop of :meth:`NetrexClient.collect` (see there); arguments checked there.
+
+    ``pending`` holds the cursor of the batch in hand until it is committed (here, when
+    the next batch is asked for, or by :meth:`Collection.commit`).
+    """
     loop = asyncio.get_running_loop()
     path = tuple(items.split("."))
     base = dict(variables or {})
@@ -133,9 +138,12 @@ async def collect(
                 )
                 failures = 0
             if last is not None:
+                pending.cursor = last
                 yield page
                 # The caller asked for the next batch: it is done with this one.
-                await _commit(checkpoint, last, every, max_backoff)
+                if pending.cursor is not None:
+                    await _commit(checkpoint, last, every, max_backoff)
+                    pending.cursor = None
                 position = last
             full = bool(page) if page_size is None else len(page) >= page_size
             if not full:
@@ -178,23 +186,57 @@ async def _commit(
         return
 
 
+class _Pending:
+    """The cursor of the batch in hand, until it is committed."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self) -> None:
+        self.cursor: str | int | float | None = None
+
+
 class Collection(AsyncClosing, AsyncIterator[list[Any]]):
     """The batches of :meth:`NetrexClient.collect`: an async iterator, and an async
     context manager that stops the collector (and releases the checkpoint) on the way out.
 
     ``async for batch in collection`` yields each batch, a list of items, oldest first.
-    Asking for the next batch commits the cursor of the one before; :meth:`aclose` (or
-    leaving ``async with``) commits nothing.
+    Asking for the next batch commits the cursor of the one before; so does
+    :meth:`commit`, at once. :meth:`aclose` (or leaving ``async with``) commits nothing.
     """
 
-    def __init__(self, generator: AsyncGenerator[list[Any], None]) -> None:
-        self._generator = generator
+    def __init__(
+        self, client: NetrexClient, query: str, *, checkpoint: Checkpoint, **options: Any
+    ) -> None:
+        self._checkpoint = checkpoint
+        self._every: float = options["every"]
+        self._max_backoff: float = options["max_backoff"]
+        self._pending = _Pending()
+        self._generator = collect(
+            client, query, checkpoint=checkpoint, pending=self._pending, **options
+        )
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> list[Any]:
         return await self._generator.__anext__()
+
+    async def commit(self) -> None:
+        """Commit the batch in hand now, before asking for the next one (which then
+        commits nothing more): for a caller that stops after this batch.
+
+        Not to be called while a batch is being asked for. Retries a failed save like
+        the loop does.
+
+        Raises:
+            CheckpointLost: Another collector took the checkpoint over.
+            ClosedError: The checkpoint was closed.
+        """
+        cursor = self._pending.cursor
+        if cursor is None:
+            return
+        await _commit(self._checkpoint, cursor, self._every, self._max_backoff)
+        self._pending.cursor = None
 
     async def aclose(self) -> None:
         """Stop the collector without committing the batch in hand; release the lock."""

@@ -52,10 +52,10 @@ def test_design_contract_names_are_exported():
         "MemoryCheckpoint", "FileCheckpoint",
     ]:  # fmt: skip
         assert name in netrex_async.__all__, name
-    from netrex_async.stores.redis import RedisTokenStore
+    from netrex_async.stores.redis import RedisCheckpoint, RedisTokenStore
     from netrex_async.testing import FakeNetrex
 
-    assert RedisTokenStore and FakeNetrex
+    assert RedisTokenStore and RedisCheckpoint and FakeNetrex
 
 
 def test_version_is_lazy_and_a_string():

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .._errors import NetrexError
+from ._collect import add_collect_parser, cmd_collect
 from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, cmd_status
 from ._exits import TESTING_EXTRA, CliError, ExitCode, describe
 from ._login import Opener
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
     add_schema_parser(sub, [common, app_opts, bind])
+    add_collect_parser(sub, [common, app_opts, bind])
 
     demo = sub.add_parser(
         "demo",
@@ -316,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="access token lifetime in seconds (default: 2)",
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--collector",
+        action="store_true",
+        help="instead: `netrex-async collect` SIGKILLed and restarted while events keep "
+        "coming; counts events produced, collected, missing (must be 0) and duplicated",
+    )
+    demo.add_argument(
+        "--kills", type=int, default=5, help="with --collector: how many kills (default: 5)"
+    )
 
     sub.add_parser(
         "fake-server",
@@ -333,6 +344,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 async def _demo(ctx: Context) -> int:
+    if ctx.args.collector:
+        from ._collect_demo import run_collect_demo
+
+        return await run_collect_demo(ctx)
     from ._demo import run_demo
 
     return await run_demo(ctx)
@@ -345,6 +360,7 @@ _COMMANDS: Mapping[str, Callable[[Context], Awaitable[int]]] = {
     "revoke": cmd_revoke,
     "query": cmd_query,
     "schema": cmd_schema,
+    "collect": cmd_collect,
     "demo": _demo,
 }
 

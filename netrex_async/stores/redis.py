@@ -34,6 +34,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._checkpoints import (
+    STANDBY_ATTEMPT,
+    Busy,
+    CheckpointLost,
+    encode_checkpoint,
+    parse_checkpoint,
+    standby,
+)
 from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
@@ -42,7 +50,7 @@ from .._stores._file import strings_in
 from .._stores._locking import layered_lock
 from .._token import Token
 
-__all__ = ["RedisTokenStore"]
+__all__ = ["RedisCheckpoint", "RedisTokenStore"]
 
 _T = TypeVar("_T")
 
@@ -234,6 +242,9 @@ class RedisTokenStore(AsyncClosing):
             message never quotes the URL).
         TypeError: ``url_or_client`` or an option has the wrong type.
     """
+
+    #: What the value is called in errors (a subclass may keep something else).
+    _noun = "token"
 
     def __init__(
         self,
@@ -587,7 +598,7 @@ class RedisTokenStore(AsyncClosing):
         return self._failure(
             "store.error",
             f"Redis {action}: no answer within {seconds:.3g} s",
-            f"cannot {action} token in Redis ({self.description}): no answer within "
+            f"cannot {action} {self._noun} in Redis ({self.description}): no answer within "
             f"{seconds:.3g} s",
         )
 
@@ -596,7 +607,8 @@ class RedisTokenStore(AsyncClosing):
         return self._failure(
             "store.error",
             f"Redis {action} failed: {type(e).__name__}",
-            f"cannot {action} token in Redis ({self.description}): {type(e).__name__}: {detail}",
+            f"cannot {action} {self._noun} in Redis ({self.description}): "
+            f"{type(e).__name__}: {detail}",
         )
 
     def _parse(self, raw: bytes | str) -> Token:
@@ -630,13 +642,13 @@ class RedisTokenStore(AsyncClosing):
         return self._failure(
             "store.lock_timeout",
             "Redis lock not acquired in time",
-            f"lock on token in Redis {self.description} (lock key {self._lock_key}) not "
+            f"lock on {self._noun} in Redis {self.description} (lock key {self._lock_key}) not "
             f"acquired within {self._lock_timeout:g} s: another task or process holds it",
         )
 
     def _lost_error(self, reason: str) -> TokenStoreError:
         return TokenStoreError(
-            f"the lock on token in Redis {self.description} (lock key {self._lock_key}) "
+            f"the lock on {self._noun} in Redis {self.description} (lock key {self._lock_key}) "
             f"was lost: {reason}; not refreshing",
             store=self.description,
         )
@@ -770,6 +782,170 @@ class RedisTokenStore(AsyncClosing):
                 type(e).__name__,
                 extra={"event": "store.unlock_failed", "store": self.description},
             )
+
+
+#: Sets the checkpoint only while the lock key holds this holder's owner token: a
+#: collector whose lease ran out (and whose lock another collector may hold) never writes.
+_FENCED_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+class _CheckpointRedis(RedisTokenStore):
+    """RedisTokenStore's client handling, bounds and leases, named as a checkpoint."""
+
+    _noun = "checkpoint"
+
+    def _lock_timeout_error(self) -> TokenStoreError:
+        return Busy(
+            f"checkpoint in Redis {self.description} is locked by another collector",
+            store=self.description,
+        )
+
+
+class RedisCheckpoint(AsyncClosing):
+    """A collector's cursor in a Redis key, with a leased lock shared by a fleet.
+
+    Built on :class:`RedisTokenStore` (the same URLs, clients, Sentinel support, socket
+    timeouts, operation cut-offs and password redaction): the value is
+    ``{"version": 1, "cursor": ...}`` under ``prefix + key``; the lock is on
+    ``prefix + key + ":lock"``, held for as long as a collector runs, its lease
+    (``lock_expiry``) renewed every ``lease / 3``. A second collector waits as a standby
+    (trying again through Redis outages) and takes over at most a lease after the active
+    one died or hung. Every commit is fenced: one ``EVAL`` sets the cursor only while the
+    lock still holds this holder's owner token, so a collector whose lease was lost never
+    writes (:class:`CheckpointLost`, and the collector stops). A corrupt value is a
+    :class:`TokenStoreError` naming the key, never a restart from the beginning.
+
+    Args:
+        url_or_client: As for :class:`RedisTokenStore`.
+        key: Names the stream; every collector of it uses the same key.
+        prefix: Put before ``key`` in Redis.
+        lock_expiry: The lease, in seconds: how long a dead collector's lock outlives it.
+        **options: More :class:`RedisTokenStore` settings (``socket_timeout``,
+            ``connect_timeout``, ``retries``, ``operation_timeout``, ``service_name``...).
+
+    Raises:
+        ValueError: An option is out of range, or the URL is not a Redis URL.
+        TypeError: ``url_or_client`` or an option has the wrong type.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | aioredis.Redis | Sentinel,
+        *,
+        key: str,
+        prefix: str = "netrex_async:checkpoint:",
+        lock_expiry: float = 15.0,
+        **options: Any,
+    ) -> None:
+        options.setdefault("lock_timeout", STANDBY_ATTEMPT)
+        self._store = _CheckpointRedis(
+            url_or_client, key=key, prefix=prefix, lock_expiry=lock_expiry, **options
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisCheckpoint({self._store._server!r}, key={self._store.key!r})"
+
+    @property
+    def description(self) -> str:
+        """Server and key, no credentials."""
+        return self._store.description
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding the cursor (prefix included)."""
+        return self._store.key
+
+    @property
+    def lock_key(self) -> str:
+        """The Redis key of the lock."""
+        return self._store.lock_key
+
+    @property
+    def lease(self) -> float | None:
+        """Seconds a held lock lasts if it is not renewed."""
+        return self._store.lease
+
+    async def load(self) -> str | int | float | None:
+        """The committed cursor, or ``None`` if the key does not exist.
+
+        Raises:
+            TokenStoreError: Redis is unreachable or did not answer in time, or the value
+                is not a checkpoint.
+            ClosedError: The checkpoint was closed.
+        """
+        store = self._store
+        raw = await store._call("read", store._client.get, store.key)
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        return parse_checkpoint(raw, "checkpoint in Redis", self.description)
+
+    async def save(self, cursor: str | int | float) -> None:
+        """Commit ``cursor``; inside :meth:`lock`, only while the lease is this holder's.
+
+        Raises:
+            TypeError: ``cursor`` is not a string or a number.
+            CheckpointLost: The lock is gone or another's: nothing was written.
+            TokenStoreError: Redis is unreachable or did not answer in time.
+            ClosedError: The checkpoint was closed.
+        """
+        value = encode_checkpoint(cursor)
+        store = self._store
+        hold = store._hold
+        if hold is None:
+            await store._call("write", store._client.set, store.key, value)
+            return
+        if hold.lost is not None:
+            raise self._lost(hold.lost)
+        client = store._client
+        written = await store._call(
+            "write", client.eval, _FENCED_SET, 2, store.lock_key, store.key, hold.owner, value
+        )
+        if not written:
+            reason = "the lock key is gone or holds another owner's token"
+            if hold.lost is None:
+                hold.lost = reason
+            raise self._lost(reason)
+
+    def _lost(self, reason: str) -> CheckpointLost:
+        log.warning(
+            "the checkpoint's lock was lost (%s); not committing",
+            reason,
+            extra={"event": "checkpoint.lost", "store": self.description},
+        )
+        return CheckpointLost(
+            f"the lock on checkpoint in Redis {self.description} was lost: {reason}; "
+            "another collector may have taken over, so nothing was committed",
+            store=self.description,
+        )
+
+    async def clear(self) -> None:
+        """Delete the cursor: the next collector starts at the beginning.
+
+        Raises:
+            TokenStoreError: Redis is unreachable or did not answer in time.
+            ClosedError: The checkpoint was closed.
+        """
+        await self._store.clear()
+
+    def lock(self) -> AbstractAsyncContextManager[None]:
+        """The leased Redis lock, waited for as long as it takes (through outages too).
+
+        Raises:
+            ClosedError: The checkpoint was closed.
+        """
+        return standby(self._store.lock, self.description, retry_errors=True)
+
+    async def aclose(self) -> None:
+        """Close the client if this checkpoint created it; returns within a few seconds."""
+        await self._store.aclose()
 
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._provider import is_loopback_host
+from ._live import EventSource
 from ._records import RecordedRequest
 from ._server import DEFAULT_CLIENT_ID, DEFAULT_REDIRECT_URI, FakeNetrex
 
@@ -65,6 +66,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--no-cache",
         action="store_true",
         help="execute every GraphQL query (default: reuse answers while the data is unchanged)",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="make N camera events at start (a backlog for a collector)",
+    )
+    p.add_argument(
+        "--event-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="make R camera events a second while it runs (a live stream)",
     )
     p.add_argument(
         "--json",
@@ -135,6 +150,10 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
             installed.append(sig)
     try:
         async with make_fake(args) as fake:
+            if args.events > 0:
+                EventSource(fake.data, 1.0).make(args.events)
+            if args.event_rate > 0:
+                fake.start_events(args.event_rate)
             if args.json:
                 line = {
                     "base_url": fake.base_url,

@@ -97,3 +97,44 @@ async def test_retries_share_the_deadline_of_the_first_attempt(token):
             with pytest.raises(Exception, match="503"):
                 await client.graphql(QUERY)
     assert len(server.requests) == 3
+
+
+@pytest.mark.looptime
+async def test_a_callers_cancellation_passes_through_untouched():
+    async with NetrexClient(Hanging(), provider=Provider("http://127.0.0.1:9")) as client:
+        task = asyncio.create_task(client.graphql(QUERY))
+        await asyncio.sleep(5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelling() == 1
+
+
+@pytest.mark.looptime
+async def test_the_deadline_leaves_no_cancellation_behind():
+    # After a call ended by its deadline the task is not left "cancelling": an
+    # asyncio.timeout of the caller's own still works, and the next call too.
+    loop = asyncio.get_running_loop()
+    source = Hanging(hangs=1)
+    async with NetrexClient(source, provider=Provider("http://127.0.0.1:9")) as client:
+        client.retry = RetryPolicy(max_time=3, attempts=1)
+        with pytest.raises(TransportError, match="deadline"):
+            await client.graphql(QUERY)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        start = loop.time()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(10):
+                await asyncio.sleep(60)
+        assert 10 <= loop.time() - start < 11
+
+
+@pytest.mark.looptime
+async def test_a_short_deadline_is_kept_to_the_tick():
+    loop = asyncio.get_running_loop()
+    async with NetrexClient(Hanging(), provider=Provider("http://127.0.0.1:9")) as client:
+        client.retry = RetryPolicy(max_time=0.1)
+        start = loop.time()
+        with pytest.raises(TransportError):
+            await client.graphql(QUERY)
+        assert loop.time() - start == pytest.approx(0.1, abs=0.01)

@@ -4,6 +4,9 @@ Usage::
 
     _collector.py BASE_URL CHECKPOINT OUT PAGE_SIZE EVERY
 
+CHECKPOINT is a file, or ``redis://HOST:PORT/DB#KEY#LEASE`` for a RedisCheckpoint on KEY
+with a lease of LEASE seconds.
+
 The user token comes in ``$NETREX_TOKEN``. Follows ``events`` with
 ``NetrexClient.collect`` and a :class:`FileCheckpoint`, and appends each item to OUT as
 one JSON line (with this process's pid) written, flushed and fsynced before the next
@@ -47,19 +50,28 @@ async def main(base_url: str, checkpoint: str, out: str, page_size: int, every: 
     import logging
 
     from netrex_async import FileCheckpoint, NetrexClient, Provider
+    from netrex_async._checkpoints import Checkpoint
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     repair(out)
     pid = os.getpid()
     say("started")
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    where: Checkpoint
+    if checkpoint.startswith("redis://"):
+        from netrex_async.stores.redis import RedisCheckpoint
+
+        url, key, lease = checkpoint.split("#")
+        where = RedisCheckpoint(url, key=key, prefix="netrex_async_test:", lock_expiry=float(lease))
+    else:
+        where = FileCheckpoint(checkpoint)
     async with NetrexClient(os.environ["NETREX_TOKEN"], provider=Provider(base_url)) as client:
         batches = client.collect(
             QUERY,
             items="events",
             cursor="after",
             key="id",
-            checkpoint=FileCheckpoint(checkpoint),
+            checkpoint=where,
             every=every,
             page_size=page_size,
             page_size_variable="limit",

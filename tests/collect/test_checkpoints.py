@@ -37,7 +37,7 @@ async def test_file_checkpoint_round_trip(tmp_path: Path, cursor: str | int | fl
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"", "empty"),
+        (b"", "it is empty"),
         (b'{"version": 1, "cur', "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
         (b'{"version": 2, "cursor": "5"}', "not a checkpoint"),

@@ -178,3 +178,23 @@ async def test_the_fake_stops_its_events_when_closed() -> None:
     produced = source.produced
     await asyncio.sleep(0.1)
     assert source.produced == produced > 0
+
+
+def test_events_after_an_id_are_found_by_bisection_as_by_a_scan() -> None:
+    from netrex_async.testing._schema import _select
+
+    data = FakeData.sample()
+    source = EventSource(data, rate=1, cameras=["1", "2", "3"])
+    source.make(500)
+    events = data.events
+    for after in [None, "0", "1", "4", "250", "503", "504", "999", "x"]:
+        for camera in [None, "2"]:
+            for limit in [None, 0, 1, 7, 1000]:
+                bound = int(after) if after is not None and after.isdigit() else 0
+                naive = [
+                    e
+                    for e in events
+                    if int(e.id) > bound and (camera is None or e.camera_id == camera)
+                ]
+                naive = naive if limit is None else naive[:limit]
+                assert _select(events, camera, after, limit) == naive, (after, camera, limit)

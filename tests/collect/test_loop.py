@@ -297,3 +297,18 @@ async def test_arguments_are_checked() -> None:
         run(api, object())
     with pytest.raises(ValueError, match="items"):
         run(api, MemoryCheckpoint(), items="")
+
+
+async def test_commit_acknowledges_the_batch_in_hand_at_once() -> None:
+    api = Api(20)
+    checkpoint = FlakyCheckpoint()
+    async with run(api, checkpoint, page_size=10, page_size_variable="limit") as batches:
+        assert ids(await anext(batches))[-1] == 10
+        await batches.commit()
+        assert checkpoint.cursor == "10"
+        await batches.commit()  # nothing more in hand
+        assert ids(await anext(batches))[0] == 11
+        assert len(checkpoint.saves) == 1  # asking for the next committed nothing again
+    assert checkpoint.cursor == "10"
+    async with run(api, checkpoint, page_size=10, page_size_variable="limit") as batches:
+        assert ids(await anext(batches))[0] == 11

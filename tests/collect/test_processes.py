@@ -10,7 +10,9 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="S
 SCRIPT = Path(__file__).with_name("_collector.py")
 PAGE = 25
 EVERY = 0.1
+REDIS_URL = os.environ.get("NETREX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The prefix the test collectors (_collector.py) put before their Redis keys.
+REDIS_PREFIX = "netrex_async_test:"
 #: Every wait in these tests ends within this many seconds, or the test fails.
 BOUND = 60.0
 
@@ -60,7 +65,9 @@ async def live_fake(rate: float) -> AsyncIterator[tuple[FakeNetrex, dict[str, st
         yield fake, env
 
 
-async def spawn(fake: FakeNetrex, env: dict[str, str], checkpoint: Path, out: Path) -> Collector:
+async def spawn(
+    fake: FakeNetrex, env: dict[str, str], checkpoint: Path | str, out: Path
+) -> Collector:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(SCRIPT),
@@ -136,10 +143,34 @@ async def test_collectors_killed_at_random_moments_lose_no_event(tmp_path: Path)
     assert len(runs) >= 3  # the kills did land mid-stream (not all before the first batch)
 
 
+@pytest.fixture(name="checkpoint_of", params=["file", "redis"])
+def _checkpoint_of(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, float]]:
+    """Where two collectors share a checkpoint, and how long a dead one's lock outlives it."""
+    if request.param == "file":
+        yield str(tmp_path / "events.checkpoint"), 0.0  # the kernel drops it at once
+        return
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        try:
+            client.ping()
+        except redis.RedisError as e:
+            if os.environ.get("NETREX_REQUIRE_REDIS") == "1":
+                pytest.fail(f"Redis not reachable: {type(e).__name__}")
+            pytest.skip(f"Redis not reachable: {type(e).__name__}")
+        key = f"test-{uuid.uuid4().hex}"
+        lease = 2.0
+        yield f"{REDIS_URL}#{key}#{lease}", lease
+        client.delete(REDIS_PREFIX + key, REDIS_PREFIX + key + ":lock")
+    finally:
+        client.close()
+
+
 async def test_two_collectors_one_checkpoint_one_writes_and_a_kill_hands_over(
-    tmp_path: Path,
+    tmp_path: Path, checkpoint_of: tuple[str, float]
 ) -> None:
-    checkpoint = tmp_path / "events.checkpoint"
+    checkpoint, lease = checkpoint_of
     out_a, out_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     async with live_fake(rate=100) as (fake, env):
         a = await spawn(fake, env, checkpoint, out_a)
@@ -150,7 +181,9 @@ async def test_two_collectors_one_checkpoint_one_writes_and_a_kill_hands_over(
         assert not out_b.exists() or out_b.read_text() == ""
         assert "active" not in b.said
         await a.kill()
-        await b.wait_for("active", timeout=10)  # the kernel dropped A's lock at once
+        killed = time.monotonic()
+        await b.wait_for("active", timeout=lease + 10)
+        handed_over = time.monotonic() - killed
         await b.wait_for("batch 5")
         await fake.stop_events()
         last_id = int(fake.data.events[-1].id)
@@ -161,3 +194,5 @@ async def test_two_collectors_one_checkpoint_one_writes_and_a_kill_hands_over(
     assert set(a_ids) | set(b_ids) == set(range(1, last_id + 1))
     # B took over where A's committed cursor was: at most A's batch in hand again.
     assert a_ids[-1] - PAGE + 1 <= b_ids[0] <= a_ids[-1] + 1
+    # Within the lease (and a poll, and a first page on a loaded machine).
+    assert handed_over <= lease + 5.0

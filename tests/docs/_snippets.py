@@ -31,8 +31,9 @@ of its own, by these substitutions and variables:
 * ``input()`` in a python block plays the browser on the last authorization URL the page
   printed and returns the URL the browser was sent back to;
 * Redis URLs ``redis://...``/``rediss://...`` in a python block become the test Redis
-  (``NETREX_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/15``) and ``key="..."``
-  arguments get a unique suffix (the keys are deleted after the page).
+  (``NETREX_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/15``) and, in the blocks
+  that name one, ``key="..."`` arguments get a unique suffix (the keys are deleted after
+  the page).
 """
 
 from __future__ import annotations
@@ -327,7 +328,9 @@ class PageRun:
         """``source`` with the real provider's URLs and Redis pointed at test servers."""
         for url in REAL_PROVIDERS:
             source = source.replace(url, base_url)
-        if self.redis_url is not None:
+        # Keys are made unique only in blocks that name a Redis URL: elsewhere ``key=`` is
+        # some other argument (``collect(..., key="id")``).
+        if self.redis_url is not None and _REDIS_URL.search(source):
             source = _REDIS_URL.sub(repr(self.redis_url), source)
 
             def unique(match: re.Match[str]) -> str:
