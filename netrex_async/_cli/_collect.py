@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -92,7 +93,14 @@ def add_collect_parser(
         type=_positive(float, "a number of seconds"),
         default=60.0,
         metavar="S",
-        help="seconds between one-line summaries on stderr (default 60)",
+        help="seconds between one-line summaries on stderr (default 60); a terminal also "
+        "gets a progress line",
+    )
+    collect.add_argument(
+        "--time-field",
+        metavar="FIELD",
+        help="the item field with its time (ISO 8601 or epoch seconds): summaries then say "
+        "how far behind the newest item the collector is",
     )
     collect.add_argument(
         "--user-token",
@@ -161,7 +169,13 @@ class _Sink:
         """
         text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in batch)
         if self._fd is None:
-            self._console.print(text, end="")
+            try:
+                self._console.print(text, end="")
+            except OSError as e:  # a closed pipe, a full disk behind a redirection
+                raise CliError(
+                    f"cannot write to stdout: {e.strerror or type(e).__name__}",
+                    ExitCode.LOCAL_FILE,
+                ) from None
             return
         data = memoryview(text.encode("utf-8"))
         try:
@@ -170,6 +184,24 @@ class _Sink:
             os.fsync(self._fd)
         except OSError as e:
             raise self._error(e) from None
+
+    @property
+    def progress_line(self) -> bool:
+        """Whether stderr is a terminal that gets an updating progress line (not when the
+        items themselves go to that terminal)."""
+        err = self._console.err
+        isatty = getattr(err, "isatty", None)
+        try:
+            on_tty = bool(isatty and isatty())
+        except ValueError:
+            return False
+        return on_tty and (self._fd is not None or not self._console.is_tty())
+
+    def progress(self, line: str) -> None:
+        """Rewrite the progress line on the terminal."""
+        err = self._console.err
+        err.write("\r" + self._console.clean(line) + "\x1b[K")
+        err.flush()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -190,20 +222,48 @@ def _client(ctx: Context, user_token: str | None) -> tuple[NetrexClient, FileTok
     return NetrexClient.from_app(build_app(setup.config, setup.secret), store), store
 
 
-class _Stats:
-    """What the one-line summaries say."""
+def _epoch(value: Any) -> float | None:
+    """An item's time (ISO 8601, or epoch seconds) as epoch seconds, or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
-    def __init__(self, outages: _Outages) -> None:
+
+class _Stats:
+    """What the summaries and the progress line say."""
+
+    def __init__(self, outages: _Outages, time_field: str | None = None) -> None:
         self.items = 0
         self.outages = outages
         self.started = time.monotonic()
+        self.time_field = time_field
+        #: Epoch seconds of the newest item collected (with ``time_field``).
+        self.newest: float | None = None
 
-    def line(self) -> str:
+    def add(self, batch: list[Any]) -> None:
+        self.items += len(batch)
+        if self.time_field is not None and batch and isinstance(batch[-1], dict):
+            stamp = _epoch(batch[-1].get(self.time_field))
+            if stamp is not None:
+                self.newest = stamp if self.newest is None else max(self.newest, stamp)
+
+    def line(self, now: float | None = None) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return (
-            f"collect: {self.items} items in {elapsed:.0f} s ({self.items / elapsed:.1f}/s), "
-            f"{self.outages.count} outages survived"
-        )
+        text = f"collect: {self.items} items in {elapsed:.0f} s ({self.items / elapsed:.1f}/s)"
+        if self.newest is not None:
+            lag = max(0.0, (time.time() if now is None else now) - self.newest)
+            text += f", {lag:.0f} s behind the newest item"
+        return text + f", {self.outages.count} outages survived"
 
 
 async def cmd_collect(ctx: Context) -> int:
@@ -218,7 +278,7 @@ async def cmd_collect(ctx: Context) -> int:
     client, store = _client(ctx, _user_token(ctx))
     collect_log = logging.getLogger("netrex_async.collect")
     outages = _Outages()
-    stats = _Stats(outages)
+    stats = _Stats(outages, args.time_field)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -226,7 +286,9 @@ async def cmd_collect(ctx: Context) -> int:
     async def summaries() -> None:
         while True:
             await asyncio.sleep(args.summary_every)
-            console.info(stats.line())
+            # Over the progress line, if there is one, and on a line of its own.
+            clear = "\r\x1b[K" if sink is not None and sink.progress_line else ""
+            console.info(clear + stats.line())
 
     reporter: asyncio.Task[None] | None = None
     sink: _Sink | None = None
@@ -253,7 +315,7 @@ async def cmd_collect(ctx: Context) -> int:
                 page_size_variable=args.page_size_variable,
             )
             async with batches:
-                await _follow(batches, sink, stop, stats)
+                await _follow(batches, sink, stop, stats, progress=sink.progress_line)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -264,11 +326,15 @@ async def cmd_collect(ctx: Context) -> int:
             sink.close()
         if store is not None:
             await store.aclose()
+    if sink is not None and sink.progress_line:
+        console.info("")
     console.info(stats.line() + "; stopped cleanly")
     return ExitCode.OK
 
 
-async def _follow(batches: Collection, sink: _Sink, stop: asyncio.Event, stats: _Stats) -> None:
+async def _follow(
+    batches: Collection, sink: _Sink, stop: asyncio.Event, stats: _Stats, *, progress: bool
+) -> None:
     """Write each batch durably, then commit it, until ``stop`` is set.
 
     A stop that comes while a batch is being written finishes it (written, committed);
@@ -287,6 +353,8 @@ async def _follow(batches: Collection, sink: _Sink, stop: asyncio.Event, stats: 
             batch = asking.result()
             sink.write(batch)  # on disk before the commit
             await batches.commit()
-            stats.items += len(batch)
+            stats.add(batch)
+            if progress:
+                sink.progress(stats.line())
     finally:
         stopping.cancel()

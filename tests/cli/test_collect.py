@@ -5,6 +5,7 @@ clear errors. Real processes against a FakeNetrex making events."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -185,3 +186,52 @@ def test_the_collector_demo_loses_no_event() -> None:
     assert summary["collected"] == summary["produced"] > 100
     assert summary["duplicated"] <= summary["duplicates_allowed"] == 3 * 50
     assert summary["clean_stop"] is True
+
+
+def test_summaries_say_how_far_behind_the_newest_item_and_count_outages() -> None:
+    import logging
+
+    from netrex_async._cli._collect import _epoch, _Outages, _Stats
+
+    assert _epoch("2024-05-01T08:00:00Z") == 1714550400.0
+    assert _epoch("2024-05-01T10:00:00+02:00") == 1714550400.0
+    assert _epoch("2024-05-01T08:00:00") == 1714550400.0  # no zone: UTC
+    assert _epoch(1714550400) == 1714550400.0
+    assert _epoch("yesterday") is None and _epoch(True) is None and _epoch(None) is None
+    outages = _Outages()
+    stats = _Stats(outages, "time")
+    stats.add(
+        [{"id": "1", "time": "2024-05-01T07:59:00Z"}, {"id": "2", "time": "2024-05-01T08:00:00Z"}]
+    )
+    outages.handle(logging.makeLogRecord({"msg": "x", "event": "collect_recovered"}))
+    outages.handle(logging.makeLogRecord({"msg": "x", "event": "collect_failed"}))
+    line = stats.line(now=1714550400.0 + 42)
+    assert "2 items" in line and "42 s behind the newest item" in line
+    assert "1 outages survived" in line
+    assert "behind" not in _Stats(outages).line()  # no time field: no lag
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_line_unless_the_items_go_there(tmp_path: Path) -> None:
+    import argparse
+
+    from netrex_async._cli._collect import _Sink
+    from netrex_async._cli._commands import Context
+    from netrex_async._cli._output import Console
+
+    def sink(out: io.StringIO, err: io.StringIO, path: str | None) -> _Sink:
+        console = Console(out, err)
+        return _Sink(Context(args=argparse.Namespace(), env={}, console=console), path)
+
+    to_file = sink(io.StringIO(), _Tty(), str(tmp_path / "o.jsonl"))
+    assert to_file.progress_line
+    to_file.progress("collect: 5 items")
+    assert to_file._console.err.getvalue() == "\rcollect: 5 items\x1b[K"
+    to_file.close()
+    assert not sink(_Tty(), _Tty(), None).progress_line  # the items are on that terminal
+    assert sink(io.StringIO(), _Tty(), None).progress_line  # items piped, stderr a terminal
+    assert not sink(io.StringIO(), io.StringIO(), None).progress_line
