@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
-import logging
 import os
 import sys
 import traceback
@@ -22,9 +21,9 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from .._errors import NetrexError
 from ._collect import add_collect_parser, cmd_collect
 from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, cmd_status
-from ._exits import CliError, ExitCode, describe
+from ._exits import TESTING_EXTRA, CliError, ExitCode, describe
 from ._login import Opener
-from ._output import Console, DebugLogging
+from ._output import Console, DebugLogging, WarningLogging
 from ._schema import add_schema_parser, cmd_schema
 
 if TYPE_CHECKING:
@@ -81,6 +80,7 @@ exit codes:
   5    a local file is unusable (corrupt or unreadable token or config file)
   70   internal error (run again with --debug, please report it)
   130  interrupted
+  141  stdout was closed early (e.g. `| head`): ended quietly
 """
 
 _ENVIRONMENT = """\
@@ -125,20 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    common = _Parser(add_help=False)
-    common.add_argument(
+    debug_only = _Parser(add_help=False)
+    debug_only.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    common = _Parser(add_help=False, parents=[debug_only])
     common.add_argument(
         "--token-file",
         metavar="PATH",
         help="the token file (default: $NETREX_TOKEN_FILE, else token.json in the user "
         "data directory)",
     )
+    app_title = "app settings (default: environment, then saved by login)"
+
+    def add_where(group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--provider", metavar="URL", help="provider base URL, no path ($NETREX_PROVIDER)"
+        )
+        group.add_argument("--client-id", metavar="ID", help="$NETREX_CLIENT_ID")
+
+    where = _Parser(add_help=False)  # where the grant goes: all that status needs
+    add_where(where.add_argument_group(app_title))
     app_opts = _Parser(add_help=False)
-    group = app_opts.add_argument_group("app settings (default: environment, then saved by login)")
-    group.add_argument("--provider", metavar="URL", help="provider base URL ($NETREX_PROVIDER)")
-    group.add_argument("--client-id", metavar="ID", help="$NETREX_CLIENT_ID")
+    group = app_opts.add_argument_group(app_title)
+    add_where(group)
     group.add_argument(
         "--client-secret-file",
         metavar="PATH",
@@ -162,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="add a PKCE challenge to the authorization request (default off)",
+    )
+    bind = _Parser(add_help=False)
+    bind.add_argument(
+        "--bind",
+        action="store_true",
+        help="for a token file that does not record its provider (not written by login): "
+        "record that it belongs to the provider and client id given now",
     )
 
     login = sub.add_parser(
@@ -204,37 +221,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="if the redirect URI has no port, listen on a free one (only for providers that "
         "accept any port on loopback redirect URIs, RFC 8252)",
     )
+    login.add_argument(
+        "--allow-unknown-scope",
+        action="store_true",
+        help="ask for rights this tool does not know (your provider may have more)",
+    )
+    login.add_argument(
+        "--revoke-old",
+        action="store_true",
+        help="revoke the grant stored before, once the new one is stored",
+    )
+    login.add_argument(
+        "--overwrite-corrupt",
+        action="store_true",
+        help="replace a corrupt token file (it is kept and reported otherwise)",
+    )
 
     status = sub.add_parser(
         "status",
-        parents=[common, app_opts],
+        parents=[common, where],
         help="show the stored token (no secret, no network)",
-        description="Show what is stored: provider, scopes, expiry, whether it can be refreshed.",
+        description=(
+            "Show what is stored: the provider and app the grant belongs to, scopes, expiry, "
+            "whether it can be refreshed. With --provider or --client-id (or their variables), "
+            "it also says whether the other commands would refuse the grant for those settings."
+        ),
     )
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     sub.add_parser(
         "refresh",
-        parents=[common, app_opts],
+        parents=[common, app_opts, bind],
         help="refresh the stored token now",
         description="Refresh the stored grant now and save the new token.",
     )
 
     revoke = sub.add_parser(
         "revoke",
-        parents=[common, app_opts],
+        parents=[common, app_opts, bind],
         help="revoke the grant at the provider and delete the stored token",
         description="Revoke the stored grant at the provider, then delete the token file.",
     )
     revoke.add_argument(
         "--force",
         action="store_true",
-        help="delete the stored token even if the provider cannot be reached or refuses",
+        help="delete the stored token even if the provider cannot be reached or refuses, "
+        "or the token file is corrupt",
     )
 
     query = sub.add_parser(
         "query",
-        parents=[common, app_opts],
+        parents=[common, app_opts, bind],
         help="run a GraphQL query and print the data as JSON",
         description=(
             "Run a GraphQL operation with the stored grant (refreshed as needed) or a user "
@@ -251,12 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
     )
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
-    add_schema_parser(sub, [common, app_opts])
-    add_collect_parser(sub, [common, app_opts])
+    add_schema_parser(sub, [common, app_opts, bind])
+    add_collect_parser(sub, [common, app_opts, bind])
 
     demo = sub.add_parser(
         "demo",
-        parents=[common],
+        parents=[debug_only],
         help="see the whole library work against a fake provider (under a minute)",
         description=(
             "Start a fake provider on loopback, log in through the real flow, run thousands "
@@ -340,6 +377,9 @@ async def amain(
     """Run one command in the running event loop; return its exit code.
 
     The streams, the environment and the browser can be replaced (tests script them).
+
+    Raises:
+        BrokenPipeError: Stdout's reader went away; :func:`main` ends quietly (141).
     """
     console = Console(stdout or sys.stdout, stderr or sys.stderr, prog=PROG)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -364,29 +404,29 @@ async def amain(
         stdin=stdin or sys.stdin,
         opener=opener,
     )
-    debug = DebugLogging(console) if args.debug else contextlib.nullcontext()
-    quiet = logging.NullHandler()  # without --debug, library warnings stay out of the way
-    library_log = logging.getLogger("netrex_async")
-    library_log.addHandler(quiet)
-    try:
-        with debug:
-            return await _run(ctx, args.command, args.debug)
-    finally:
-        library_log.removeHandler(quiet)
+    # --debug: the whole story; otherwise the library's warnings, one line each.
+    logs = DebugLogging(console) if args.debug else WarningLogging(console)
+    with logs:
+        code = await _run(ctx, args.command, args.debug)
+        if isinstance(logs, WarningLogging):
+            logs.finish(ok=code == ExitCode.OK)
+        return code
 
 
 async def _run(ctx: Context, command: str, debug: bool) -> int:
     console = ctx.console
     try:
         return await _COMMANDS[command](ctx)
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: main() ends quietly
     except (CliError, NetrexError) as e:
-        code, text = describe(e)
+        code, text = describe(e, ctx.hints)
         if debug and not isinstance(e, CliError):
             console.info(console.clean("".join(traceback.format_exception(e))), end="")
         console.error(text)
         return code
     except Exception as e:
-        code, text = describe(e)
+        code, text = describe(e, ctx.hints)
         if debug:
             console.info(console.clean("".join(traceback.format_exception(e))), end="")
             console.error(text)
@@ -405,11 +445,22 @@ def _fake_server(argv: list[str]) -> int:
     try:
         return fake_main(argv[index + 1 :], prog=f"{PROG} fake-server")
     except ImportError:
-        sys.stderr.write(
-            f"{PROG}: error: the fake provider needs graphql-core: "
-            "pip install 'netrex-async[testing]'\n"
-        )
+        sys.stderr.write(f"{PROG}: error: the fake provider needs graphql-core: {TESTING_EXTRA}\n")
         return ExitCode.USAGE
+
+
+def _stdout_gone() -> int:
+    """Stdout's reader went away (``| head``): end quietly, as Unix tools do.
+
+    Python would report the pipe again when it flushes stdout at exit: point stdout at
+    /dev/null first. The status is 141 (128 + SIGPIPE), what a shell shows for a tool
+    that SIGPIPE ended.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return ExitCode.BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,3 +473,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return _stdout_gone()

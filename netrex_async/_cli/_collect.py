@@ -20,7 +20,7 @@ from .._collect import Collection
 from .._manager import StaticToken
 from .._redact import safe_text
 from .._stores._file import FileTokenStore
-from ._commands import Context, _load_token, _setup, _user_token, _variables
+from ._commands import Context, _load_token, _setup, _user_token, _variables, check_binding
 from ._config import build_app, provider_of
 from ._exits import CliError, ExitCode
 
@@ -295,6 +295,7 @@ async def cmd_collect(ctx: Context) -> int:
     try:
         if store is not None:
             await _load_token(store, console)
+            check_binding(ctx, _setup(ctx))  # the grant goes to its own provider and app only
         sink = _Sink(ctx, args.out)
         collect_log.addHandler(outages)
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -14,32 +14,52 @@ from typing import Any, TextIO
 import attrs
 
 from .._client import NetrexClient
-from .._errors import GraphQLError, TokenEndpointError, TransportError
+from .._errors import GraphQLError, OAuthError, TokenEndpointError, TransportError
 from .._manager import StaticToken, TokenManager
 from .._oauth import OAuth2Client
 from .._oauth_protocol import OAuth2App
+from .._provider import Provider
 from .._redact import safe_text
 from .._scope import Scope
-from .._stores._file import FileTokenStore
+from .._stores._file import FileTokenStore, _CorruptFile
 from .._token import Token
 from ._config import (
     ENV_CLIENT_SECRET,
     ENV_TOKEN,
     AppConfig,
+    Binding,
     build_app,
     client_secret,
     config_path,
     load_config,
+    origin_of,
     provider_of,
     resolve_config,
     save_config,
+    setting_source,
     token_path,
 )
-from ._exits import CliError, ExitCode, describe
-from ._login import Opener, browser_command_opener, browser_login, paste_login, system_browser
+from ._exits import CliError, ExitCode, Hints, corrupt_file_advice, describe
+from ._login import (
+    Opener,
+    browser_command_opener,
+    browser_login,
+    paste_login,
+    probe_provider,
+    system_browser,
+)
 from ._output import Console, format_expiry, json_text
 
-__all__ = ["Context", "cmd_login", "cmd_query", "cmd_refresh", "cmd_revoke", "cmd_status"]
+__all__ = [
+    "Context",
+    "check_binding",
+    "cmd_login",
+    "cmd_query",
+    "cmd_refresh",
+    "cmd_revoke",
+    "cmd_status",
+    "stored_grant_client",
+]
 
 log = logging.getLogger("netrex_async.cli")
 
@@ -54,6 +74,8 @@ class Context:
     stdin: TextIO = sys.stdin
     #: Replaces the browser (tests script it; ``None``: decided by the options).
     opener: Opener | None = None
+    #: Where settings came from, for advice in the CLI's words (filled in as known).
+    hints: Hints = attrs.field(factory=Hints)
 
 
 @attrs.frozen
@@ -70,6 +92,12 @@ def _setup(ctx: Context) -> _Setup:
     config = resolve_config(ctx.args, ctx.env, load_config(cfg_path))
     secret = client_secret(ctx.args, ctx.env)
     ctx.console.add_secret(secret)
+    secret_file = getattr(ctx.args, "client_secret_file", None)
+    ctx.hints.secret_from = (
+        f"the file given to --client-secret-file ({secret_file})"
+        if secret_file
+        else ENV_CLIENT_SECRET
+    )
     log.debug(
         "settings: token file %s, config file %s, provider %s, client id %s, redirect URI %s, "
         "grant type %s, credentials in %s, PKCE %s, client secret %s",
@@ -99,6 +127,62 @@ async def _load_token(store: FileTokenStore, console: Console) -> Token:
     return token
 
 
+# -- the binding of the stored grant -------------------------------------------------------
+
+
+def _wanted(setup: _Setup) -> Binding:
+    """Where this command would send the grant (the settings in force)."""
+    provider_of(setup.config)  # refuses a URL with a path, or plain http off loopback
+    if not setup.config.client_id:
+        build_app(setup.config, setup.secret)  # says what to pass
+    assert setup.config.client_id is not None
+    return Binding(setup.config.provider, setup.config.client_id)
+
+
+def check_binding(ctx: Context, setup: _Setup) -> None:
+    """Refuse to send the stored grant anywhere but to the provider and app it belongs to.
+
+    Called after the token is loaded and before anything is sent. With ``--bind``, an
+    unbound grant (a token file written without ``netrex-async login``) is recorded as
+    belonging to the settings in force.
+
+    Raises:
+        CliError: The settings name another provider or client id (exit code 2, nothing
+            was sent), or the grant is unbound and ``--bind`` was not given.
+    """
+    want = _wanted(setup)
+    bound = setup.config.bound
+    if bound is None:
+        if not getattr(ctx.args, "bind", False):
+            raise CliError(
+                f"the token file {setup.token_file} does not record which provider and app "
+                "its grant belongs to (it was not written by `netrex-async login`, or "
+                f"{setup.config_file.name} was removed), so it is sent nowhere: if it belongs "
+                f"to {want.provider} (app {safe_text(want.client_id)}), pass --bind once to "
+                "record that; otherwise run `netrex-async login`"
+            )
+        save_config(setup.config_file, attrs.evolve(setup.config, bound=want))
+        ctx.console.info(
+            f"Recorded: the stored grant belongs to {want.provider} "
+            f"(app {safe_text(want.client_id)})."
+        )
+        return
+    if bound == want:
+        return
+    differs = []
+    if bound.provider != want.provider:
+        differs.append(setting_source(ctx.args, ctx.env, "provider"))
+    if bound.client_id != want.client_id:
+        differs.append(setting_source(ctx.args, ctx.env, "client_id"))
+    raise CliError(
+        f"the stored grant belongs to {bound.provider} (app {safe_text(bound.client_id)}), "
+        f"but {' and '.join(differs)} name{'s' if len(differs) == 1 else ''} "
+        f"{want.provider} (app {safe_text(want.client_id)}); nothing was sent. Drop that "
+        "setting (e.g. unset NETREX_PROVIDER) to use this grant, or use another --token-file "
+        "and `netrex-async login` for the other provider"
+    )
+
+
 def _expiry_line(token: Token) -> str:
     refresh = (
         "refreshable: the grant has a refresh token"
@@ -115,23 +199,98 @@ def _scopes_text(token: Token) -> str:
 # -- login ------------------------------------------------------------------------------
 
 
+def _parse_scopes(value: str, *, allow_unknown: bool) -> str:
+    """``--scope`` as the provider's parameter, with errors in the CLI's words."""
+    known = ", ".join(s.value for s in Scope)
+    names = [n for n in value.replace(" ", ",").split(",") if n.strip()]
+    for name in names:
+        try:
+            Scope.parse(name, allow_unknown=allow_unknown)
+        except ValueError as e:
+            if "unknown" not in str(e):
+                raise CliError(f"--scope: {safe_text(e)}") from None
+            raise CliError(
+                f"--scope: unknown scope {safe_text(name.strip(), limit=64)!r} (known: {known}); "
+                "check the spelling, or pass --allow-unknown-scope to ask for it anyway"
+            ) from None
+    scopes = Scope.to_param(Scope.parse(value, allow_unknown=allow_unknown))
+    if not scopes:
+        raise CliError("--scope: ask for at least one right, e.g. --scope read")
+    return scopes
+
+
+def _is_live(token: Token) -> bool:
+    left = token.expires_in()
+    return token.can_refresh or left is None or left > 0
+
+
+async def _load_previous(ctx: Context, store: FileTokenStore) -> Token | None:
+    """The token stored before this login (a corrupt file only with --overwrite-corrupt)."""
+    try:
+        previous = await store.load()
+    except _CorruptFile as e:
+        if not ctx.args.overwrite_corrupt:
+            raise
+        ctx.console.warn(
+            corrupt_file_advice(e).split(". It was left", 1)[0]
+            + "; it will be replaced (--overwrite-corrupt)"
+        )
+        return None
+    ctx.console.add_secret(previous)
+    return previous
+
+
+async def _revoke_previous(
+    ctx: Context, previous: Token, bound: Binding | None, app: OAuth2App
+) -> None:
+    """--revoke-old: revoke the replaced grant at the provider it belongs to."""
+    console = ctx.console
+    if bound is None:
+        console.warn(
+            f"the grant stored before ({previous.fingerprint}) was not revoked: the token file "
+            "did not record its provider"
+        )
+        return
+    # Only its own provider gets it, and only the access token (no client secret).
+    old_app = OAuth2App(
+        client_id=bound.client_id,
+        client_secret=None,
+        redirect_uri=app.redirect_uri,
+        provider=Provider(bound.provider),
+    )
+    try:
+        async with OAuth2Client(old_app) as oauth:
+            await oauth.revoke(previous)
+    except (OAuthError, TransportError) as e:
+        console.warn(
+            f"the grant stored before ({previous.fingerprint}) could not be revoked at "
+            f"{bound.provider}: {safe_text(e, limit=300)}"
+        )
+        return
+    console.info(f"Revoked the grant stored before ({previous.fingerprint}) at {bound.provider}.")
+
+
 async def cmd_login(ctx: Context) -> int:
     """Authorize the app in a browser (or by pasting), and store the token."""
     args, console = ctx.args, ctx.console
     setup = _setup(ctx)
     app = build_app(setup.config, setup.secret)
-    try:
-        scopes = Scope.to_param(Scope.parse(args.scope))
-    except ValueError as e:
-        raise CliError(f"--scope: {safe_text(e)}") from None
-    if not scopes:
-        raise CliError("--scope: ask for at least one right, e.g. --scope read")
+    scopes = _parse_scopes(args.scope, allow_unknown=args.allow_unknown_scope)
     if args.timeout <= 0:
         raise CliError("--timeout must be more than 0 seconds")
     async with FileTokenStore(setup.token_file) as store:
         # Before the browser: a corrupt or unusable token file fails now, not after consent.
-        previous = await store.load()
-        console.add_secret(previous)
+        previous = await _load_previous(ctx, store)
+        # And a mistyped provider host fails in seconds, not after the whole timeout.
+        await probe_provider(app.provider)
+        live = previous if previous is not None and _is_live(previous) else None
+        if live is not None and not args.revoke_old:
+            console.info(
+                f"A grant is stored already ({live.fingerprint}); this login replaces it in "
+                f"{setup.token_file.name}, but it stays valid at the provider. Pass "
+                "--revoke-old to revoke it once the new one is stored (or Ctrl-C and run "
+                "`netrex-async revoke`)."
+            )
         if setup.secret is None:
             console.warn(
                 f"no client secret ({ENV_CLIENT_SECRET} is not set): the provider grants "
@@ -140,7 +299,12 @@ async def cmd_login(ctx: Context) -> int:
         if args.paste:
             async with OAuth2Client(app) as oauth:
                 token = await paste_login(
-                    oauth, scopes, console=console, stdin=ctx.stdin, within=args.timeout
+                    oauth,
+                    scopes,
+                    console=console,
+                    stdin=ctx.stdin,
+                    within=args.timeout,
+                    allow_unknown_scopes=args.allow_unknown_scope,
                 )
         else:
             opener = ctx.opener
@@ -157,33 +321,62 @@ async def cmd_login(ctx: Context) -> int:
                 opener=opener,
                 within=args.timeout,
                 any_port=args.any_port,
+                allow_unknown_scopes=args.allow_unknown_scope,
             )
+        # Unbound while the token file changes: a crash in between leaves a grant that is
+        # sent nowhere, never one bound to the wrong provider.
+        _unbind(setup)
         async with store.lock():
-            await store.save(token)
-    save_config(setup.config_file, setup.config)
+            await store.save(token, overwrite_corrupt=args.overwrite_corrupt)
+    binding = Binding(app.provider.base_url, app.client_id)
+    save_config(setup.config_file, attrs.evolve(setup.config, bound=binding))
     console.print(f"Logged in to {app.provider.base_url} as app {safe_text(app.client_id)}.")
     console.print(f"  scopes      {_scopes_text(token)}")
     console.print(f"  expires in  {_expiry_line(token)}")
     console.print(f"  grant       {token.fingerprint} (fingerprint)")
     console.print(f"  token file  {setup.token_file}")
-    if previous is not None and previous.fingerprint != token.fingerprint:
-        console.info(
-            f"The token stored before (grant {previous.fingerprint}) was replaced; it is "
-            "still valid at the provider until it expires or is revoked there."
-        )
+    if live is not None and live.fingerprint != token.fingerprint:
+        if args.revoke_old:
+            await _revoke_previous(ctx, live, setup.config.bound, app)
+        else:
+            console.info(
+                f"The grant stored before ({live.fingerprint}) was replaced; it is still "
+                "valid at the provider until it expires or is revoked there (next time, "
+                "`login --revoke-old` revokes it)."
+            )
     return ExitCode.OK
 
 
 # -- status -----------------------------------------------------------------------------
 
 
-def _status_dict(setup: _Setup, token: Token | None) -> dict[str, Any]:
+def _mismatch(ctx: Context, setup: _Setup) -> str | None:
+    """Why query/refresh/revoke would refuse the stored grant with these settings, if so."""
+    bound = setup.config.bound
+    if bound is None:
+        return "the token file does not record its provider: query, refresh and revoke need --bind"
+    want_provider = origin_of(setup.config.provider)
+    if bound.provider != want_provider:
+        return (
+            f"{setting_source(ctx.args, ctx.env, 'provider')} names {safe_text(want_provider)}: "
+            "query, refresh and revoke refuse to send this grant there"
+        )
+    if setup.config.client_id and bound.client_id != setup.config.client_id:
+        return (
+            f"{setting_source(ctx.args, ctx.env, 'client_id')} names app "
+            f"{safe_text(setup.config.client_id)}: query, refresh and revoke refuse this grant"
+        )
+    return None
+
+
+def _status_dict(ctx: Context, setup: _Setup, token: Token | None) -> dict[str, Any]:
     now = time.time()
+    bound = setup.config.bound if token is not None else None
     out: dict[str, Any] = {
         "token_file": str(setup.token_file),
         "config_file": str(setup.config_file),
-        "provider": setup.config.provider,
-        "client_id": setup.config.client_id,
+        "provider": bound.provider if bound else setup.config.provider,
+        "client_id": bound.client_id if bound else setup.config.client_id,
         "redirect_uri": setup.config.redirect_uri,
         "grant_type_name": setup.config.grant_type_name,
         "credentials_in": setup.config.credentials_in,
@@ -201,8 +394,10 @@ def _status_dict(setup: _Setup, token: Token | None) -> dict[str, Any]:
                 "expires_in": None if left is None else round(left, 3),
                 "expired": left is not None and left <= 0,
                 "can_refresh": token.can_refresh,
-                "grant": token.fingerprint,
-                "access_token": token.access_fingerprint,
+                "bound": bound is not None,
+                "refused": _mismatch(ctx, setup),
+                "grant_fingerprint": token.fingerprint,
+                "access_token_fingerprint": token.access_fingerprint,
             }
         )
     return out
@@ -215,7 +410,7 @@ async def cmd_status(ctx: Context) -> int:
     async with FileTokenStore(setup.token_file) as store:
         token = await store.load()
     console.add_secret(token)
-    info = _status_dict(setup, token)
+    info = _status_dict(ctx, setup, token)
     if ctx.args.json:
         console.print(json_text(info))
         return ExitCode.OK if token is not None else ExitCode.AUTH
@@ -224,8 +419,9 @@ async def cmd_status(ctx: Context) -> int:
         console.print("Run `netrex-async login` to authorize.")
         return ExitCode.AUTH
     console.print(f"token file   {setup.token_file}")
-    console.print(f"provider     {safe_text(setup.config.provider)}")
-    console.print(f"client id    {safe_text(setup.config.client_id or '(unknown)')}")
+    provider = safe_text(info["provider"])
+    console.print(f"provider     {provider}" + ("" if info["bound"] else " (not recorded)"))
+    console.print(f"client id    {safe_text(info['client_id'] or '(unknown)')}")
     console.print(f"scopes       {_scopes_text(token)}")
     console.print(f"expires in   {format_expiry(token)}")
     if token.can_refresh:
@@ -236,6 +432,8 @@ async def cmd_status(ctx: Context) -> int:
         refresh = "not possible (temporary grant: log in again when it expires)"
     console.print(f"refresh      {refresh}")
     console.print(f"grant        {token.fingerprint} (fingerprint)")
+    if info["refused"]:
+        console.warn(info["refused"])
     return ExitCode.OK
 
 
@@ -249,13 +447,17 @@ async def cmd_refresh(ctx: Context) -> int:
     app = build_app(setup.config, setup.secret)
     async with FileTokenStore(setup.token_file) as store:
         token = await _load_token(store, console)
+        check_binding(ctx, setup)
         if not token.can_refresh:
             raise CliError(
                 "the stored grant is temporary (no refresh token): run `netrex-async login` again",
                 ExitCode.AUTH,
             )
         if setup.secret is None:
-            raise CliError(f"refreshing needs the client secret: set {ENV_CLIENT_SECRET}")
+            raise CliError(
+                f"refreshing needs the client secret: set {ENV_CLIENT_SECRET} or pass "
+                "--client-secret-file"
+            )
 
         async with (
             OAuth2Client(app) as oauth,
@@ -278,7 +480,19 @@ async def cmd_revoke(ctx: Context) -> int:
     setup = _setup(ctx)
     app = build_app(setup.config, setup.secret)
     async with FileTokenStore(setup.token_file) as store:
-        token = await _load_token(store, console)
+        try:
+            token = await _load_token(store, console)
+        except _CorruptFile as e:
+            if not ctx.args.force:
+                raise
+            # Nothing in it can be revoked; --force deletes it (the CLI's fix for it).
+            console.warn(
+                f"{corrupt_file_advice(e).split('. It was left', 1)[0]}; deleting it (--force)"
+            )
+            await _clear(ctx, setup, store)
+            console.print(f"Deleted the corrupt token file {setup.token_file}.")
+            return ExitCode.OK
+        check_binding(ctx, setup)
         try:
             async with OAuth2Client(app) as oauth:
                 await oauth.revoke(token)
@@ -289,12 +503,24 @@ async def cmd_revoke(ctx: Context) -> int:
                     f"{text}; the token file was kept (--force deletes it anyway)", code
                 ) from None
             console.warn(f"{safe_text(e)}; deleting the stored token anyway (--force)")
-        async with store.lock():
-            await store.clear()
+        await _clear(ctx, setup, store)
     console.print(
         f"Revoked grant {token.fingerprint}; the token file {setup.token_file} was deleted."
     )
     return ExitCode.OK
+
+
+async def _clear(ctx: Context, setup: _Setup, store: FileTokenStore) -> None:
+    """Delete the stored token, and its binding (a later token file is bound by its login)."""
+    async with store.lock():
+        await store.clear()
+    _unbind(setup)
+
+
+def _unbind(setup: _Setup) -> None:
+    """Forget where the stored grant belongs (before the token file changes)."""
+    if setup.config_file.exists():  # without one, nothing is bound
+        save_config(setup.config_file, attrs.evolve(setup.config, bound=None))
 
 
 # -- query ------------------------------------------------------------------------------
@@ -302,14 +528,19 @@ async def cmd_revoke(ctx: Context) -> int:
 
 def _user_token(ctx: Context) -> str | None:
     value = ctx.args.user_token
+    source = "--user-token"
     if value == "-":
         value = ctx.stdin.readline().strip()
         if not value:
-            raise CliError("--user-token -: nothing was read from stdin")
+            raise CliError("--user-token -: nothing was read from stdin (pipe the token in)")
     if value is None:
         value = ctx.env.get(ENV_TOKEN) or None
+        source = ENV_TOKEN
     ctx.console.add_secret(value)
-    return str(value) if value is not None else None
+    if value is None:
+        return None
+    ctx.hints.user_token_from = source
+    return str(value)
 
 
 def _variables(text: str | None) -> dict[str, Any] | None:
@@ -328,6 +559,11 @@ async def cmd_query(ctx: Context) -> int:
     """Run a GraphQL operation; print its data as JSON."""
     args, console = ctx.args, ctx.console
     query = args.query
+    if query == "-" and args.user_token == "-":
+        raise CliError(
+            "the query (GRAPHQL -) and --user-token - cannot both be read from stdin: put "
+            f"the token in {ENV_TOKEN}, or pass the query as an argument"
+        )
     if query == "-":
         query = ctx.stdin.read()
     if not query.strip():
@@ -344,10 +580,7 @@ async def cmd_query(ctx: Context) -> int:
             raise CliError(f"the user token is not usable: {safe_text(e)}") from None
         client = NetrexClient(source, provider=provider_of(setup.config))
     else:
-        app: OAuth2App = build_app(setup.config, setup.secret)
-        store = FileTokenStore(setup.token_file)
-        await _load_token(store, console)
-        client = NetrexClient.from_app(app, store, background=False)
+        client, store = await stored_grant_client(ctx, setup)
     try:
         async with client:
             data = await client.graphql(query, variables, operation_name=args.operation_name)
@@ -362,6 +595,29 @@ async def cmd_query(ctx: Context) -> int:
             await store.aclose()
     console.print(json_text(data, indent=None if args.compact else 2))
     return ExitCode.OK
+
+
+async def stored_grant_client(
+    ctx: Context, setup: _Setup | None = None
+) -> tuple[NetrexClient, FileTokenStore]:
+    """A client for the stored grant, once its binding is checked (nothing sent before).
+
+    For every command that uses the stored grant (query, and the like). The caller
+    closes the client, then the store.
+
+    Raises:
+        CliError: No token is stored, or the settings name another provider or app.
+    """
+    setup = setup or _setup(ctx)
+    app: OAuth2App = build_app(setup.config, setup.secret)
+    store = FileTokenStore(setup.token_file)
+    try:
+        await _load_token(store, ctx.console)
+        check_binding(ctx, setup)
+    except BaseException:
+        await store.aclose()
+        raise
+    return NetrexClient.from_app(app, store, background=False), store
 
 
 def _graphql_error_text(error: Mapping[str, Any]) -> str:

@@ -4,6 +4,14 @@
 options) next to the token file, so that ``refresh``, ``status``, ``revoke`` and ``query``
 work later with only ``NETREX_CLIENT_SECRET`` in the environment. The client secret is
 never written anywhere by the CLI.
+
+The same file records the stored grant's **binding**: the provider origin and client id
+it was issued for (``"grant": {"provider": ..., "client_id": ...}``). A command that would
+send the grant elsewhere (another ``--provider``, a ``NETREX_PROVIDER`` left exported)
+refuses before anything is sent. A config file written by 0.1.0 has no ``grant`` key;
+only ``login`` wrote it, so its ``provider`` and ``client_id`` are taken as the binding.
+``"grant": null`` (or no config file at all) means unbound: the grant is not sent
+anywhere until ``--bind`` records where it belongs, or ``login`` replaces it.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any, Literal, cast
 
 import attrs
 import platformdirs
+from yarl import URL
 
 from .._oauth_protocol import OAuth2App
 from .._provider import DEFAULT_BASE_URL, Provider
@@ -33,12 +42,16 @@ __all__ = [
     "ENV_TOKEN",
     "ENV_TOKEN_FILE",
     "AppConfig",
+    "Binding",
     "build_app",
+    "check_provider_url",
     "client_secret",
     "config_path",
     "load_config",
+    "origin_of",
     "resolve_config",
     "save_config",
+    "setting_source",
     "token_path",
 ]
 
@@ -55,9 +68,50 @@ _GRANT_TYPE_NAMES = ("authorization_code", "auth_code")
 _CREDENTIALS_IN = ("query", "body")
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (normalized), or ``url`` itself if it has none."""
+    try:
+        parsed = URL(str(url).strip())
+        if parsed.is_absolute() and parsed.host:
+            return str(parsed.origin())
+    except (TypeError, ValueError):
+        pass
+    return str(url)
+
+
+@attrs.frozen
+class Binding:
+    """Where a stored grant belongs: the provider origin and client id it was issued for."""
+
+    provider: str = attrs.field(converter=origin_of)
+    client_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form (the ``grant`` object of ``config.json``)."""
+        return {"provider": self.provider, "client_id": self.client_id}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Binding:
+        """Read the JSON form back.
+
+        Raises:
+            ValueError: It is not an object with the two strings.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("grant must be an object or null")
+        provider, client_id = data.get("provider"), data.get("client_id")
+        if not isinstance(provider, str) or not isinstance(client_id, str):
+            raise ValueError("grant must have the provider and client_id strings")
+        return cls(provider, client_id)
+
+
 @attrs.frozen(kw_only=True)
 class AppConfig:
-    """The registered app's settings that are not secret (what ``config.json`` holds)."""
+    """The registered app's settings that are not secret (what ``config.json`` holds).
+
+    ``bound`` is where the stored grant belongs (see the module docstring); it comes only
+    from ``config.json``, never from a flag or the environment.
+    """
 
     provider: str = DEFAULT_BASE_URL
     client_id: str | None = None
@@ -65,10 +119,13 @@ class AppConfig:
     grant_type_name: str = "authorization_code"
     credentials_in: str = "query"
     use_pkce: bool = False
+    bound: Binding | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``config.json``."""
-        return {"version": CONFIG_VERSION, **attrs.asdict(self)}
+        data: dict[str, Any] = {"version": CONFIG_VERSION, **attrs.asdict(self)}
+        data["grant"] = data.pop("bound")
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> AppConfig:
@@ -97,6 +154,12 @@ class AppConfig:
         kwargs["grant_type_name"] = data.get("grant_type_name", "authorization_code")
         kwargs["credentials_in"] = data.get("credentials_in", "query")
         kwargs["use_pkce"] = data.get("use_pkce", False)
+        if "grant" in data:
+            grant = data["grant"]
+            kwargs["bound"] = None if grant is None else Binding.from_dict(grant)
+        elif isinstance(kwargs.get("client_id"), str):
+            # Written by 0.1.0, whose login alone wrote this file: the grant's settings.
+            kwargs["bound"] = Binding(kwargs.get("provider", DEFAULT_BASE_URL), kwargs["client_id"])
         return cls(**kwargs)
 
 
@@ -196,7 +259,21 @@ def resolve_config(
         grant_type_name=pick("grant_type_name", None, base.grant_type_name),
         credentials_in=pick("credentials_in", None, base.credentials_in),
         use_pkce=pick("pkce", None, base.use_pkce),
+        bound=base.bound,
     )
+
+
+def setting_source(args: argparse.Namespace, env: Mapping[str, str], name: str) -> str:
+    """Where the effective ``provider`` or ``client_id`` came from, in the CLI's words."""
+    flag, env_name = {
+        "provider": ("--provider", ENV_PROVIDER),
+        "client_id": ("--client-id", ENV_CLIENT_ID),
+    }[name]
+    if getattr(args, name, None) is not None:
+        return flag
+    if env.get(env_name):
+        return env_name
+    return "the saved settings"
 
 
 def client_secret(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
@@ -222,12 +299,33 @@ def client_secret(args: argparse.Namespace, env: Mapping[str, str]) -> str | Non
     return env.get(ENV_CLIENT_SECRET) or None
 
 
+def check_provider_url(url: str) -> None:
+    """Refuse a provider URL with a path: the endpoint paths are added to the base URL.
+
+    Raises:
+        CliError: ``url`` has a path, like ``https://system2.netrex.cz/api/graphql.php``
+            (exit code 2).
+    """
+    try:
+        parsed = URL(str(url).strip())
+    except (TypeError, ValueError):
+        return  # Provider() says what is wrong with it
+    if parsed.path not in ("", "/"):
+        shown, path, base = (safe_text(v, limit=200) for v in (url, parsed.path, origin_of(url)))
+        raise CliError(
+            f"the provider URL {shown} has a path ({path}); give the base URL only, like "
+            f"{base} (--provider, {ENV_PROVIDER}): the endpoint paths /oauth2/... and "
+            "/api/graphql.php are added to it"
+        )
+
+
 def provider_of(config: AppConfig) -> Provider:
     """The configured provider.
 
     Raises:
         CliError: The URL is not acceptable (exit code 2).
     """
+    check_provider_url(config.provider)
     try:
         return Provider(config.provider)
     except ValueError as e:

@@ -14,12 +14,16 @@ code meaning
 5    a local file is unusable: corrupt, unreadable or locked token file or config file
 70   internal error (a bug: run again with ``--debug`` and report it)
 130  interrupted (Ctrl-C)
+141  stdout was closed before the output was written (``| head``): ended quietly,
+     without a message (128 + SIGPIPE, as a shell shows for tools SIGPIPE ended)
 ==== ==========================================================================
 """
 
 from __future__ import annotations
 
 import enum
+
+import attrs
 
 from .._errors import (
     ApiError,
@@ -33,8 +37,15 @@ from .._errors import (
     TransportError,
 )
 from .._redact import safe_text
+from .._stores._file import _CorruptFile
 
-__all__ = ["CliError", "ExitCode", "describe"]
+__all__ = ["TESTING_EXTRA", "CliError", "ExitCode", "Hints", "corrupt_file_advice", "describe"]
+
+#: How to get the fake provider (``testing`` extra), from a clone or from an index.
+TESTING_EXTRA = (
+    "install the testing extra: pip install -e '.[testing]' in a clone of netrex_async, "
+    "or pip install 'netrex-async[testing]'"
+)
 
 
 class ExitCode(enum.IntEnum):
@@ -48,6 +59,7 @@ class ExitCode(enum.IntEnum):
     LOCAL_FILE = 5
     INTERNAL = 70
     INTERRUPTED = 130
+    BROKEN_PIPE = 141
 
 
 class CliError(Exception):
@@ -58,24 +70,66 @@ class CliError(Exception):
         self.code = code
 
 
-def describe(exc: BaseException) -> tuple[ExitCode, str]:
+@attrs.define
+class Hints:
+    """What a command knows that makes the advice of a failure usable with the CLI."""
+
+    #: Where the client secret came from (``--client-secret-file PATH`` or the variable).
+    secret_from: str = "NETREX_CLIENT_SECRET"
+    #: Where the user token came from (``NETREX_TOKEN``, ``--user-token``), if one is used.
+    user_token_from: str | None = None
+
+
+#: What fixes a corrupt token file, in the CLI's words.
+_CORRUPT_ADVICE = (
+    "inspect it, then either log in again with `netrex-async login --overwrite-corrupt` "
+    "(replaces it) or delete it with `netrex-async revoke --force`"
+)
+
+
+def corrupt_file_advice(exc: _CorruptFile) -> str:
+    """The store's own words about a corrupt file, with the CLI's advice instead of its API's."""
+    # The store's text advises Python calls (clear(), overwrite_corrupt=True) after "It was
+    # left as it is"; keep what went wrong, say what to run.
+    what = safe_text(exc, limit=600).split(" It was left as it is", 1)[0].rstrip(". ")
+    return f"{what}. It was left as it is: {_CORRUPT_ADVICE}"
+
+
+def _user_token_advice(source: str) -> str:
+    if source == "NETREX_TOKEN":
+        return (
+            "set NETREX_TOKEN to a new user token, or unset NETREX_TOKEN to use the grant "
+            "stored by `netrex-async login`"
+        )
+    return f"pass a new user token to {source}"
+
+
+def describe(exc: BaseException, hints: Hints | None = None) -> tuple[ExitCode, str]:
     """The exit code and the one-line message for an expected failure.
 
     Library messages are already free of secrets; they are cut to one line here, with
-    control characters shown escaped (they may quote the provider).
+    control characters shown escaped (they may quote the provider). Advice is given in
+    the CLI's terms (flags, variables, commands), using ``hints`` where it depends on
+    where a setting came from.
     """
+    hints = hints or Hints()
     text = safe_text(exc, limit=600)
     if isinstance(exc, CliError):
         return exc.code, text
+    if isinstance(exc, _CorruptFile):
+        return ExitCode.LOCAL_FILE, corrupt_file_advice(exc)
     if isinstance(exc, AuthorizationDenied):
         return ExitCode.AUTH, text
     if isinstance(exc, StateMismatch):
         return ExitCode.AUTH, f"{text} (was the URL from an older login attempt?)"
     if isinstance(exc, InvalidClient):
         return ExitCode.AUTH, (
-            f"{text}; check the client id and NETREX_CLIENT_SECRET of the registered app"
+            f"{text}; check the client id (--client-id, NETREX_CLIENT_ID) and the client "
+            f"secret ({hints.secret_from}) of the registered app"
         )
     if isinstance(exc, ReauthorizationRequired):
+        if hints.user_token_from is not None:
+            return ExitCode.AUTH, f"{text}; {_user_token_advice(hints.user_token_from)}"
         hint = "" if "login" in text else "; run `netrex-async login`"
         return ExitCode.AUTH, text + hint
     if isinstance(exc, OAuthError):

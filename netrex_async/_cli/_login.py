@@ -29,7 +29,7 @@ from yarl import URL
 
 from .._oauth import OAuth2Client
 from .._oauth_protocol import AuthorizationRequest, OAuth2App
-from .._provider import is_loopback_host
+from .._provider import Provider, is_loopback_host
 from .._redact import safe_text
 from .._token import Token
 from ._exits import CliError, ExitCode
@@ -42,6 +42,7 @@ __all__ = [
     "browser_login",
     "http_browser",
     "paste_login",
+    "probe_provider",
     "system_browser",
 ]
 
@@ -54,6 +55,9 @@ Opener = Callable[[str], Awaitable[None]]
 _PAGE_WAIT = 60.0
 
 _PREFETCH_HEADERS = ("Purpose", "Sec-Purpose", "X-Purpose", "X-Moz")
+
+#: How long ``login`` lets the provider take to answer before the browser step.
+PROBE_TIMEOUT = 10.0
 
 
 def _is_prefetch(request: web.BaseRequest) -> bool:
@@ -298,6 +302,44 @@ class LoopbackReceiver:
         return _page(outcome.status, outcome.title, outcome.message)
 
 
+# -- the provider answers? -------------------------------------------------------------
+
+
+async def probe_provider(provider: Provider, *, within: float | None = None) -> None:
+    """Check that the provider answers HTTP at all, before a person is sent to the browser.
+
+    One ``HEAD`` of the base URL, no redirect followed, nothing secret sent; any HTTP
+    answer will do (what the provider says there is not documented).
+
+    Args:
+        provider: The provider to probe.
+        within: Seconds to wait for an answer (default :data:`PROBE_TIMEOUT`).
+
+    Raises:
+        CliError: No answer within ``within`` seconds: the host is mistyped, down or
+            unreachable (exit code 4).
+    """
+    within = PROBE_TIMEOUT if within is None else within
+    timeout = aiohttp.ClientTimeout(total=within, sock_connect=min(within, 5.0))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session,
+            session.head(provider.base_url + "/", allow_redirects=False) as response,
+        ):
+            log.debug(
+                "the provider answered the probe with HTTP %s",
+                response.status,
+                extra={"event": "cli.probe"},
+            )
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        reason = "no answer in time" if isinstance(e, TimeoutError) else safe_text(e, limit=200)
+        raise CliError(
+            f"the provider {provider.base_url} does not answer ({reason}): check --provider or "
+            "NETREX_PROVIDER (a typo in the host name?) and the network",
+            ExitCode.NETWORK,
+        ) from None
+
+
 # -- openers ----------------------------------------------------------------------------
 
 
@@ -428,9 +470,10 @@ async def paste_login(
     console: Console,
     stdin: TextIO,
     within: float,
+    allow_unknown_scopes: bool = False,
 ) -> Token:
     """Print the URL, read the redirected URL from ``stdin``, exchange its code."""
-    request = oauth.authorization_request(scopes)
+    request = oauth.authorization_request(scopes, allow_unknown_scopes=allow_unknown_scopes)
     console.add_secret(request.code_verifier)
     console.info("Open this URL in a browser (on any machine) and approve the access:\n")
     console.info(f"  {request.url}\n")
@@ -461,6 +504,7 @@ async def browser_login(
     on_redirect_uri: Callable[[str], None] | None = None,
     make_client: Callable[[OAuth2App], OAuth2Client] = OAuth2Client,
     narrate: bool = True,
+    allow_unknown_scopes: bool = False,
 ) -> tuple[Token, OAuth2App]:
     """The loopback flow: receiver up, browser opened (or URL printed), code exchanged.
 
@@ -475,6 +519,7 @@ async def browser_login(
             demo registers it with its fake provider).
         make_client: Builds the OAuth2 client for the final app.
         narrate: Tell the person at the terminal what to do (the URL, the wait).
+        allow_unknown_scopes: Send scope names this library does not know.
 
     Returns:
         The token, and the app with the redirect URI actually used.
@@ -489,7 +534,7 @@ async def browser_login(
         if on_redirect_uri is not None:
             on_redirect_uri(receiver.redirect_uri)
         async with make_client(app) as oauth:
-            request = oauth.authorization_request(scopes)
+            request = oauth.authorization_request(scopes, allow_unknown_scopes=allow_unknown_scopes)
             console.add_secret(request.code_verifier)
             receiver.expect(request.state)
             host, port = receiver.address

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from .._redact import safe_text, scrub
 from .._token import Token
 
-__all__ = ["Console", "format_duration", "json_text"]
+__all__ = ["Console", "DebugLogging", "WarningLogging", "format_duration", "json_text"]
 
 # json.dumps(ensure_ascii=False) escapes C0 controls only; a terminal also acts on DEL,
 # C1 controls, line separators and bidi overrides.
@@ -145,4 +145,79 @@ class DebugLogging:
 
     def __exit__(self, *exc_info: object) -> None:
         self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old_level)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """``netrex-async: warning: MESSAGE (STORE)``: one scrubbed, escaped line."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self._console = console
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        store = getattr(record, "store", None)
+        if store and str(store) not in text:
+            text += f" ({store})"
+        level = "warning" if record.levelno < logging.ERROR else "error"
+        clean = safe_text(self._console.clean(text), limit=600)
+        return f"{self._console.prog}: {level}: {clean}"
+
+
+class _Held(logging.Handler):
+    """Keeps ERROR records until the command's outcome is known."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class WarningLogging:
+    """Without ``--debug``: the library's WARNING and worse records on stderr, one line each.
+
+    WARNING records are shown at once. An ERROR record comes just before the exception
+    that ends the command, whose own error line (with the CLI's advice) says it again:
+    so ERROR records are held, and shown only if the command succeeds anyway (the library
+    got over it). The library never logs a secret; the console scrubs the ones it knows
+    anyway. A context manager, like :class:`DebugLogging`; call :meth:`finish` with the
+    outcome before it exits.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._handler = logging.StreamHandler(console.err)
+        self._handler.setFormatter(_OneLineFormatter(console))
+        self._handler.setLevel(logging.WARNING)
+        self._handler.addFilter(lambda record: record.levelno < logging.ERROR)
+        self._held = _Held()
+        self._logger = logging.getLogger("netrex_async")
+        self._old_level = self._logger.level
+
+    def __enter__(self) -> WarningLogging:
+        self._old_level = self._logger.level
+        self._logger.addHandler(self._handler)
+        self._logger.addHandler(self._held)
+        if self._logger.getEffectiveLevel() > logging.WARNING:
+            self._logger.setLevel(logging.WARNING)
+        return self
+
+    def finish(self, ok: bool) -> None:
+        """Show the held ERROR records if the command succeeded; drop them otherwise."""
+        held, self._held.records = self._held.records, []
+        if ok:
+            for record in held:
+                # Past the handler's filter, which keeps ERROR records out while running.
+                self._handler.acquire()
+                try:
+                    self._handler.stream.write(self._handler.format(record) + "\n")
+                    self._handler.flush()
+                finally:
+                    self._handler.release()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.removeHandler(self._held)
         self._logger.setLevel(self._old_level)

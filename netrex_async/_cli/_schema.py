@@ -17,8 +17,8 @@ from .._manager import StaticToken
 from .._redact import safe_text
 from .._schema_fetch import INSTALL_HINT
 from .._stores._file import FileTokenStore
-from ._commands import Context, _load_token, _setup, _user_token
-from ._config import build_app, provider_of
+from ._commands import Context, _setup, _user_token, stored_grant_client
+from ._config import provider_of
 from ._exits import CliError, ExitCode
 from ._output import json_text
 
@@ -76,11 +76,8 @@ async def cmd_schema(ctx: Context) -> int:
             raise CliError(f"the user token is not usable: {safe_text(e)}") from None
         client = NetrexClient(source, provider=provider_of(setup.config))
     else:
-        store = FileTokenStore(setup.token_file)
-        await _load_token(store, console)
-        client = NetrexClient.from_app(
-            build_app(setup.config, setup.secret), store, background=False
-        )
+        # The grant goes to the provider and app it belongs to only (check_binding).
+        client, store = await stored_grant_client(ctx, setup)
     try:
         async with client:
             if args.json:

@@ -447,7 +447,7 @@ class FileTokenStore(AsyncClosing):
         except json.JSONDecodeError as e:
             # The kind of error and its position, never the content: some messages quote a
             # character or two after a colon, so only the part before it is kept.
-            kind = e.msg.split(":", 1)[0]
+            kind = e.msg.split(":", 1)[0].removesuffix(" at").removesuffix(" starting")
             problem = (
                 f"not valid JSON, perhaps truncated ({kind} at line {e.lineno} column {e.colno})"
             )

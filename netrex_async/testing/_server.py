@@ -218,7 +218,7 @@ class FakeNetrex:
 
         Raises:
             RuntimeError: It is running already.
-            ImportError: graphql-core is missing (install ``netrex-async[testing]``).
+            ImportError: graphql-core is missing (install the ``testing`` extra).
             OSError: The port cannot be bound.
         """
         if self._runner is not None:
@@ -227,7 +227,8 @@ class FakeNetrex:
             from ._schema import execute
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "FakeNetrex needs graphql-core: pip install 'netrex-async[testing]'"
+                "FakeNetrex needs graphql-core: install the testing extra, pip install -e "
+                "'.[testing]' in a clone of netrex_async, or pip install 'netrex-async[testing]'"
             ) from e
         self._execute = execute
         app = web.Application()

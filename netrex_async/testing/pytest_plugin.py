@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_NEEDS_ASYNCIO = "the netrex_async fixtures need pytest-asyncio: pip install pytest-asyncio"
+_NEEDS_ASYNCIO = (
+    "the netrex_async fixtures need pytest-asyncio: pip install pytest-asyncio "
+    "(or the test extra: pip install -e '.[test]' in a clone of netrex_async)"
+)
 
 
 async def _fake_netrex() -> AsyncIterator[FakeNetrex]:

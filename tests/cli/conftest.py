@@ -160,6 +160,21 @@ class Cli:
         self.registry.check(result.out, result.err)
         return result
 
+    def bind(self, provider: str | None = None, client_id: str | None = None) -> None:
+        """Record the stored grant's provider and app, as `login` does."""
+        from netrex_async._cli._config import AppConfig, Binding, save_config
+
+        provider = provider or self.fake.base_url
+        client_id = client_id or self.fake.client_id
+        self.config_file.parent.mkdir(mode=0o700, exist_ok=True)
+        config = AppConfig(
+            provider=provider,
+            client_id=client_id,
+            redirect_uri=self.fake.redirect_uri,
+            bound=Binding(provider, client_id),
+        )
+        save_config(self.config_file, config)
+
     async def login(self, browser: Browser, *argv: str) -> Result:
         result = await self("login", "--scope", "read,events", *argv, opener=browser)
         assert result.code == 0, result.err

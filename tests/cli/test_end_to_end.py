@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -198,3 +199,37 @@ async def test_ctrl_c_while_waiting_for_the_browser(fake: FakeNetrex, tmp_path: 
     assert b"Traceback" not in err
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", URL(fake.redirect_uri).port or 0)) != 0
+
+
+async def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    """`netrex-async status | head -1`: the reader is gone; no traceback, no message."""
+    read, write = os.pipe()
+    os.close(read)  # the reader went away before the first line
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *_program(),
+            "status",
+            "--token-file",
+            str(tmp_path / "token.json"),
+            env=clean_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert err.decode() == ""
+    assert proc.returncode == 141
+
+
+async def test_a_missing_testing_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    # graphql-core made unimportable: the demo says how to get it, from a clone too.
+    code = (
+        "import sys; sys.modules['graphql'] = None; "
+        "from netrex_async._cli import main; sys.exit(main(['demo']))"
+    )
+    returncode, out, err = await _run(sys.executable, "-c", code, env=clean_env())
+    assert returncode == 2
+    assert "pip install -e '.[testing]'" in err
+    assert "netrex-async[testing]" in err

@@ -15,7 +15,7 @@ from yarl import URL
 from netrex_async import FileTokenStore
 from netrex_async.testing import FakeNetrex
 
-from .conftest import Browser, Cli, PasteInput, Result, free_port
+from .conftest import Browser, Cli, PasteInput, Result
 
 
 def _port_is_closed(port: int) -> bool:
@@ -178,6 +178,15 @@ async def test_unknown_scope_is_a_usage_error(cli: Cli, browser: Browser) -> Non
     result = await cli("login", "--scope", "read,teleport", opener=browser)
     assert result.code == 2
     assert "unknown scope 'teleport'" in result.err
+    assert "--allow-unknown-scope" in result.err  # the real flag, not the Python argument
+    assert "allow_unknown=True" not in result.err
+    assert browser.opened == []
+
+
+async def test_allow_unknown_scope_asks_for_it(cli: Cli, browser: Browser) -> None:
+    result = await cli("login", "--scope", "read,teleport", "--allow-unknown-scope", opener=browser)
+    assert browser.opened, result.err
+    assert URL(browser.opened[0]).query["scope"] == "read,teleport"
 
 
 async def test_corrupt_token_file_fails_before_the_browser(cli: Cli, browser: Browser) -> None:
@@ -249,10 +258,11 @@ async def test_paste_mode_with_nothing_pasted(cli: Cli) -> None:
 
 
 async def test_network_down(cli: Cli, fake: FakeNetrex) -> None:
-    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{free_port()}"
+    # The provider answers the probe, then goes away while the person is in the browser.
     stdin, err = PasteInput(), io.StringIO()
     task = asyncio.create_task(cli("login", "--paste", stdin=stdin, err=err))
     state = URL(await _wait_for_url(err)).query["state"]
+    await fake.aclose()
     stdin.feed(str(URL(fake.redirect_uri).with_query(code="a-code-from-the-browser", state=state)))
     result = await task
     assert result.code == 4
@@ -291,3 +301,71 @@ async def test_login_when_no_browser_can_be_started(
     assert result.code == 3
     assert "no browser could be started" in result.err
     assert "/oauth2/auth?" in result.err  # the URL to open by hand
+
+
+# -- issue 14: fail fast on a mistyped provider, a live grant replaced -------------------
+
+
+async def test_a_provider_that_does_not_answer_fails_before_the_browser(
+    cli: Cli, browser: Browser
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens: connection refused
+    cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await cli("login", "--timeout", "60", opener=browser)
+    assert result.code == 4, result.err
+    assert loop.time() - started < 10
+    assert "does not answer" in result.err
+    assert "NETREX_PROVIDER" in result.err
+    assert browser.opened == []
+    assert not cli.token_file.exists()
+
+
+async def test_a_provider_that_never_answers_is_given_a_bounded_time(
+    cli: Cli, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netrex_async._cli import _login
+
+    monkeypatch.setattr(_login, "PROBE_TIMEOUT", 0.5)
+    silent = socket.socket()  # accepts connections (the backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        cli.env["NETREX_PROVIDER"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = await asyncio.wait_for(cli("login", "--timeout", "60", opener=browser), 10)
+    finally:
+        silent.close()
+    assert result.code == 4, result.err
+    assert "no answer in time" in result.err
+    assert browser.opened == []
+
+
+async def test_login_over_a_live_grant_says_so(
+    cli: Cli, fake: FakeNetrex, browser: Browser
+) -> None:
+    await cli.login(browser)
+    old = await FileTokenStore(cli.token_file).load()
+    assert old is not None
+    result = await cli.login(browser)
+    assert "--revoke-old" in result.err
+    assert "still valid at the provider" in result.err
+    assert old.fingerprint in result.err
+    assert fake.is_valid(old)  # left alone without consent
+
+
+async def test_login_revoke_old_revokes_the_replaced_grant(
+    cli: Cli, fake: FakeNetrex, browser: Browser
+) -> None:
+    await cli.login(browser)
+    old = await FileTokenStore(cli.token_file).load()
+    assert old is not None
+    result = await cli.login(browser, "--revoke-old")
+    new = await FileTokenStore(cli.token_file).load()
+    assert new is not None
+    assert not fake.is_valid(old)
+    assert fake.is_valid(new)
+    assert f"Revoked the grant stored before ({old.fingerprint})" in result.err
+    assert fake.counters.revocations == 1

@@ -28,6 +28,7 @@ async def store_expired_grant(cli: Cli, fake: FakeNetrex) -> Token:
     """A stored grant whose access token expired (as after a night off)."""
     token = expired_grant(fake)
     await FileTokenStore(cli.token_file).save(token)
+    cli.bind()  # where it belongs, as `login` records it
     return token
 
 

@@ -553,12 +553,13 @@ async def test_lock_does_not_fall_back_to_a_soft_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without flock a killed holder's lock would never go away: refuse instead."""
-    import filelock._native._unix as unix
+    import fcntl
 
-    def no_flock(fd: int) -> bool:
+    def no_flock(fd: int, operation: int) -> None:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(unix, "lock_fd_nonblocking", no_flock)
+    # fcntl.flock itself, not a filelock internal: the same for every filelock release.
+    monkeypatch.setattr(fcntl, "flock", no_flock)
     with pytest.raises(TokenStoreError, match="Function not implemented"):
         async with FileTokenStore(tmp_path / "token.json").lock():
             pass

@@ -221,7 +221,8 @@ async def test_a_given_sentinel_needs_a_service_name_and_stays_open() -> None:
     assert kwargs["retry"].get_retries() == 3  # what it left out is added
     assert store.description == "redis+sentinel://s1.example:26379/svc/0 key netrex_async:k"
     await store.aclose()
-    await sentinel.aclose()
+    for client in sentinel.sentinels:  # (Sentinel.aclose() is new in redis-py 8.1)
+        await client.aclose()
 
 
 def test_neither_url_nor_client() -> None:
