@@ -140,7 +140,7 @@ class TokenManager(AsyncClosing):
       background with back-off until it lands) and the rotated-out refresh token is
       never presented again.
     * No storms: two refreshes of the grant are at least ``min_refresh_interval``
-      apart; while new tokens arrive already stale (or fresh for less than that
+      apart; while new tokens arrive already stale (or fresh for less than half that
       spacing) the spacing is 1 s, then doubles, and so it does while refreshes fail,
       up to ``max_refresh_interval``: at most about one refresh a second, however the
       clocks disagree and however short ``expires_in`` is. Tokens shorter than a
@@ -377,8 +377,12 @@ class TokenManager(AsyncClosing):
             )
         action = decide(self._view(rejected=True))
         if action is Action.USE:
-            return  # a refresh just happened: the next one waits for its spacing
-        if action is Action.FAIL:
+            # A refresh succeeded moments ago: the next waits for its spacing (at most
+            # max_refresh_interval), then replaces the token the API refuses.
+            await asyncio.sleep(max(self._hold_until - self._now(), 0.0))
+            if self._token is not held:
+                return
+        elif action is Action.FAIL:
             self._raise_last()
         await self._wait(self._start("invalidated", force=True))
         if self._token is not None and self._token.access_token != access_token:
@@ -833,9 +837,9 @@ class TokenManager(AsyncClosing):
     def _succeeded(self, new: Token, reason: str, started: float, events: list[TokenEvent]) -> None:
         now = self._now()
         d = self._deadlines
-        # A token fresh for less than the spacing is a storm in the making (a tiny
+        # A token fresh for less than half the spacing is a storm in the making (a tiny
         # expires_in, clocks that disagree): back off as if it had arrived stale.
-        arrived_fresh = d is None or d.fresh_until - now >= self.min_refresh_interval
+        arrived_fresh = d is None or d.fresh_until - now >= self.min_refresh_interval / 2
         self._stale_in_row = 0 if arrived_fresh else self._stale_in_row + 1
         self._hold_until = now + refresh_hold(
             interval=self.min_refresh_interval,

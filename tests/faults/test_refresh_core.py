@@ -221,3 +221,22 @@ async def test_calls_in_flight_during_aclose_get_a_netrex_error():
         await m.invalidate("x")
     assert isinstance(ClosedError("x"), NetrexError)
     assert isinstance(ClosedError("x"), RuntimeError)  # what it used to be
+
+
+async def test_a_token_refused_right_after_a_refresh_is_replaced_after_the_spacing():
+    # A proactive refresh just happened, then the API refuses the new token (the
+    # provider expired it early): the callers wait out the spacing, then one refresh
+    # replaces it; nobody is handed the refused token back.
+    oauth = RotatingProvider(lifetime=3600)
+    store = FaultyStore(oauth.first())
+    m = _manager(oauth, store, background=False)
+    loop = asyncio.get_running_loop()
+    new = await m.refresh()
+    assert oauth.calls == 1
+    started = loop.time()
+    await asyncio.gather(*(m.invalidate(new.access_token) for _ in range(50)))
+    assert oauth.calls == 2  # one refresh for all fifty, after the spacing
+    assert loop.time() - started == pytest.approx(m.min_refresh_interval, abs=0.01)
+    assert await m.token() != new.access_token
+    oauth.assert_alive()
+    await m.aclose()
