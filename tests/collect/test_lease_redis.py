@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from _redis_server import RedisServer, redis_server  # noqa: F401 - a fixture
+from _redis_server import RedisServer
 from hardening._helpers import TcpProxy
 
 from netrex_async import CheckpointLost, NetrexClient
@@ -62,7 +62,7 @@ def ids(batch: list[dict[str, str]]) -> list[int]:
 
 @pytest.mark.parametrize("how", ["expired", "partitioned"])
 async def test_a_collector_that_lost_its_lease_does_not_deliver_the_page_in_hand(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     how: str,
 ) -> None:
     quick = {"socket_timeout": 0.2, "connect_timeout": 0.2, "retries": 1}
