@@ -1,9 +1,9 @@
 """``netrex-async``: log in, inspect and use a stored grant, and run the demo.
 
-Commands: ``login``, ``status``, ``refresh``, ``revoke``, ``query``, ``demo`` and
-``fake-server``. Each expected failure prints one line on stderr and exits with the code
-documented in :mod:`netrex_async._cli._exits`; ``--debug`` logs the whole story (still
-without secrets).
+Commands: ``login``, ``status``, ``refresh``, ``revoke``, ``query``, ``schema``,
+``collect``, ``demo`` and ``fake-server``. Each expected failure prints one line on
+stderr and exits with the code documented in :mod:`netrex_async._cli._exits`;
+``--debug`` logs the whole story (still without secrets).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .._errors import NetrexError
+from ._api_client import add_user_token_option
 from ._collect import add_collect_parser, cmd_collect
 from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, cmd_status
 from ._exits import TESTING_EXTRA, CliError, ExitCode, describe
@@ -281,12 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("query", metavar="GRAPHQL", help="the document, or - to read stdin")
     query.add_argument("--variables", metavar="JSON", help="variables as a JSON object")
     query.add_argument("--operation-name", metavar="NAME", help="the operation to run")
-    query.add_argument(
-        "--user-token",
-        metavar="TOKEN",
-        help="use this user token (web UI, </> API) instead of the stored grant; - reads it "
-        "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
-    )
+    add_user_token_option(query)
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
     add_schema_parser(sub, [common, app_opts, bind])
     add_collect_parser(sub, [common, app_opts, bind])
