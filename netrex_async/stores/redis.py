@@ -5,6 +5,8 @@ Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'``.
 
 from __future__ import annotations
 
+from .._errors import ClosedError, ExtraRequired, TokenStoreError
+
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
@@ -18,9 +20,11 @@ try:
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import LockNotOwnedError, RedisError
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
-    raise ImportError(
+    raise ExtraRequired(
         "netrex_async.stores.redis needs redis-py, which is not installed: "
-        "pip install 'netrex-async[redis]'"
+        "pip install 'netrex-async[redis]'",
+        extra="redis",
+        name="redis",
     ) from e
 
 import asyncio
@@ -42,7 +46,6 @@ from .._checkpoints import (
     parse_checkpoint,
     standby,
 )
-from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
