@@ -121,6 +121,41 @@ async def test_two_collectors_on_one_redis_checkpoint_one_writes_and_a_kill_hand
     assert handed_over <= LEASE + 5.0
 
 
+@pytest.mark.slow
+async def test_a_collector_paused_longer_than_the_lease_exits_5_and_writes_at_most_its_batch(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out_a, out_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    options = ("--checkpoint", redis_server.url, "--checkpoint-key", "camera-events")
+    async with FakeNetrex() as fake:
+        fake.start_events(rate=100)
+        a = await spawn(fake, argv(None, *options, "--lease", str(LEASE), "--out", str(out_a)))
+        await wait_until(lambda: len(lines_of(out_a)) >= PAGE)
+        b = await spawn(fake, argv(None, *options, "--lease", str(LEASE), "--out", str(out_b)))
+        await b.wait_for("waiting as a standby")
+        a.proc.send_signal(signal.SIGSTOP)  # a pause longer than the lease: B takes over
+        try:
+            await b.wait_for("taken over", timeout=LEASE + 10)
+            await wait_until(lambda: len(lines_of(out_b)) >= 3 * PAGE)
+            before = len(lines_of(out_a))
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        assert await asyncio.wait_for(a.stop(signal.SIGCONT), BOUND) == 5
+        await fake.stop_events()
+        last_id = int(fake.data.events[-1].id)
+        await wait_until(lambda: last_id in {int(i["id"]) for i in lines_of(out_b)})
+        assert await b.stop(signal.SIGTERM) == 0, b.said
+    said = "".join(a.said)
+    assert "the lock on checkpoint in Redis" in said and "was lost" in said
+    a_ids = [int(i["id"]) for i in lines_of(out_a)]
+    b_ids = [int(i["id"]) for i in lines_of(out_b)]
+    # Resumed, A wrote at most the batch it had in hand when it was paused, and nothing
+    # after it: it delivered no page it asked for once its lease was gone.
+    assert len(a_ids) - before <= PAGE
+    assert set(a_ids) | set(b_ids) == set(range(1, last_id + 1))
+    assert b_ids == list(range(b_ids[0], last_id + 1))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
