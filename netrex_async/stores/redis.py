@@ -1,9 +1,12 @@
 """RedisTokenStore: one grant shared by a fleet of processes on many hosts.
 
-Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'``.
+Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'`` (in a clone of the
+repository: ``pip install -e '.[redis]'``).
 """
 
 from __future__ import annotations
+
+from .._errors import ClosedError, ExtraRequired, TokenStoreError, install_hint
 
 try:
     import redis.asyncio as aioredis
@@ -18,9 +21,11 @@ try:
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import LockNotOwnedError, RedisError
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
-    raise ImportError(
+    raise ExtraRequired(
         "netrex_async.stores.redis needs redis-py, which is not installed: "
-        "pip install 'netrex-async[redis]'"
+        + install_hint("redis"),
+        extra="redis",
+        name="redis",
     ) from e
 
 import asyncio
@@ -42,7 +47,6 @@ from .._checkpoints import (
     parse_checkpoint,
     standby,
 )
-from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
