@@ -24,6 +24,7 @@ from ._config import (
     Binding,
     build_app,
     origin_of,
+    provider_of,
     save_config,
     setting_source,
 )
@@ -309,9 +310,11 @@ async def cmd_refresh(ctx: Context) -> int:
     """Refresh the stored grant now and save the new token."""
     console = ctx.console
     setup = load_setup(ctx)
-    app = build_app(setup.config, setup.secret)
+    provider_of(setup.config)  # a bad URL given is the first thing to fix
     async with FileTokenStore(setup.token_file) as store:
+        # Then the token: with none stored, that is what to fix, not a missing client id.
         token = await load_token(store, console)
+        app = build_app(setup.config, setup.secret)
         check_binding(ctx, setup)
         if not token.can_refresh:
             raise CliError(
@@ -343,9 +346,10 @@ async def cmd_revoke(ctx: Context) -> int:
     """Revoke the stored grant at the provider, then delete the stored token."""
     console = ctx.console
     setup = load_setup(ctx)
-    app = build_app(setup.config, setup.secret)
+    provider_of(setup.config)  # a bad URL given is the first thing to fix
     async with FileTokenStore(setup.token_file) as store:
         try:
+            # Then the token: with none stored, that is what to fix, not a missing client id.
             token = await load_token(store, console)
         except _CorruptFile as e:
             if not ctx.args.force:
@@ -357,6 +361,7 @@ async def cmd_revoke(ctx: Context) -> int:
             await _clear(ctx, setup, store)
             console.print(f"Deleted the corrupt token file {setup.token_file}.")
             return ExitCode.OK
+        app = build_app(setup.config, setup.secret)
         check_binding(ctx, setup)
         try:
             async with OAuth2Client(app) as oauth:
