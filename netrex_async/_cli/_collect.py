@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ class _Sink:
         self._console = ctx.console
         self._path = Path(path) if path is not None else None
         self._fd: int | None = None
+        #: A regular file, which a failed write can be cut back in (not a pipe, a device).
+        self._regular = False
         if self._path is not None:
             self._fd = self._open(self._path)
 
@@ -131,7 +134,9 @@ class _Sink:
         except OSError as e:
             raise self._error(e) from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            self._regular = stat.S_ISREG(st.st_mode)
+            size = st.st_size
             if size:
                 # A crash mid-write left a partial last line: cut it off (its item was
                 # never committed, so it comes again).
@@ -149,9 +154,11 @@ class _Sink:
             raise self._error(e) from None
         return fd
 
-    def _error(self, e: OSError) -> CliError:
+    def _error(self, e: OSError, *, batch: bool = False) -> CliError:
+        then = " (the batch in hand is not committed: it comes again next time)" if batch else ""
         return CliError(
-            f"cannot write {self._path}: {e.strerror or type(e).__name__}", ExitCode.LOCAL_FILE
+            f"cannot write {self._path}: {e.strerror or type(e).__name__}{then}",
+            ExitCode.LOCAL_FILE,
         )
 
     def write(self, batch: list[Any]) -> None:
@@ -172,11 +179,18 @@ class _Sink:
             return
         data = memoryview(text.encode("utf-8"))
         try:
+            start = os.fstat(self._fd).st_size if self._regular else 0
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as e:
-            raise self._error(e) from None
+            if self._regular:
+                # Take the batch back out (a full disk leaves part of it written): the
+                # file then ends with the last committed batch, and the restart that
+                # brings this batch again writes it once.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
+            raise self._error(e, batch=True) from None
 
     @property
     def progress_line(self) -> bool:
