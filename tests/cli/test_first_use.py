@@ -80,3 +80,23 @@ async def test_demo_kills_out_of_range_is_a_usage_error(cli: Cli) -> None:
         result = await cli("demo", "--collector", "--kills", kills)
         assert result.code == 2, result.text
         assert "--kills must be between 1 and 100" in result.err
+
+
+@pytest.mark.parametrize(
+    ("given", "like"),
+    [
+        ("system2.netrex.cz", "https://system2.netrex.cz"),
+        ("cloud.camstreamer.com/api/graphql.php", "https://cloud.camstreamer.com"),
+    ],
+)
+async def test_a_provider_host_without_https_gets_the_url_to_give(
+    cli: Cli, tmp_path: Path, given: str, like: str
+) -> None:
+    # As the provider's own pages write it ("e.g. cloud.camstreamer.com").
+    for command in ("query", "login", "refresh"):
+        result = await cli(*argv_of(command, tmp_path), "--provider", given)
+        assert result.code == 2, result.err
+        assert result.err.count("\n") == 1
+        assert "has no scheme" in result.err
+        assert f"like {like} " in result.err
+        assert "has a path" not in result.err
