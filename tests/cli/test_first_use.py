@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from netrex_async import FileTokenStore
+from netrex_async.testing import FakeNetrex
+
 from .conftest import Cli, api_command_argv
 
 COMMANDS = ("login", "status", "refresh", "revoke", "query", "schema", "collect", "demo")
@@ -100,3 +103,12 @@ async def test_a_provider_host_without_https_gets_the_url_to_give(
         assert "has no scheme" in result.err
         assert f"like {like} " in result.err
         assert "has a path" not in result.err
+
+
+async def test_status_names_every_command_that_would_refuse_the_grant(
+    cli: Cli, fake: FakeNetrex
+) -> None:
+    await FileTokenStore(cli.token_file).save(fake.issue_token(("read",)))  # not bound
+    result = await cli("status")
+    assert result.code == 0
+    assert "query, schema, collect, refresh and revoke need --bind" in result.err
