@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the\n"
-            "GraphQL API, or watch the whole library work against a fake provider (demo)."
+            "GraphQL API or follow its camera events, or watch the whole library work\n"
+            "against a fake provider (demo)."
         ),
         epilog=_ENVIRONMENT + "\n" + _EXIT_CODES,
         formatter_class=formatter,

@@ -112,3 +112,19 @@ async def test_status_names_every_command_that_would_refuse_the_grant(
     result = await cli("status")
     assert result.code == 0
     assert "query, schema, collect, refresh and revoke need --bind" in result.err
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    import argparse
+
+    from netrex_async._cli import build_parser
+    from netrex_async.testing._main import build_parser as fake_server_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**commands.choices, "fake-server": fake_server_parser()}  # (the real one)
+    for name, command in parsers.items():
+        for action in command._actions:
+            if action.help == argparse.SUPPRESS:
+                continue  # accepted, deliberately not listed
+            assert action.help, (name, action.option_strings or action.dest)
