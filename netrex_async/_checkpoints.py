@@ -77,6 +77,11 @@ class Checkpoint(Protocol):
     :meth:`NetrexClient.collect` holds :meth:`lock` for as long as it runs, reads the
     cursor once with :meth:`load`, and :meth:`save` s each batch's cursor when its
     caller asks for the next batch.
+
+    A checkpoint whose lock can be lost while it is held (a lease that runs out, as in
+    Redis) also has ``async check_lease()``, outside this protocol: it raises
+    :class:`CheckpointLost` once the lock is lost, or :class:`TokenStoreError` when
+    that cannot be confirmed now; ``collect()`` calls it before it hands out each batch.
     """
 
     @property

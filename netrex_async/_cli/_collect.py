@@ -10,18 +10,15 @@ import json
 import logging
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from .._checkpoints import FileCheckpoint
-from .._client import NetrexClient
 from .._collect import Collection
-from .._manager import StaticToken
-from .._redact import safe_text
-from .._stores._file import FileTokenStore
-from ._commands import Context, _load_token, _setup, _user_token, _variables, check_binding
-from ._config import build_app, provider_of
+from ._api_client import add_user_token_option, api_client, read_query
+from ._commands import Context, _variables
 from ._exits import CliError, ExitCode
 
 __all__ = ["add_collect_parser", "cmd_collect"]
@@ -59,7 +56,9 @@ def add_collect_parser(
             "written and committed; exit 0)."
         ),
     )
-    collect.add_argument("query", help="the GraphQL query (- reads it from stdin)")
+    collect.add_argument(
+        "query", metavar="GRAPHQL", help="the GraphQL query (- reads it from stdin)"
+    )
     collect.add_argument("--items", required=True, metavar="PATH", help="the list in data, dotted")
     collect.add_argument(
         "--cursor", required=True, metavar="VAR", help="the variable that takes the last key"
@@ -102,12 +101,7 @@ def add_collect_parser(
         help="the item field with its time (ISO 8601 or epoch seconds): summaries then say "
         "how far behind the newest item the collector is",
     )
-    collect.add_argument(
-        "--user-token",
-        metavar="TOKEN",
-        help="use this user token (web UI, </> API) instead of the stored grant; - reads it "
-        "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
-    )
+    add_user_token_option(collect)
 
 
 class _Outages(logging.Handler):
@@ -129,6 +123,8 @@ class _Sink:
         self._console = ctx.console
         self._path = Path(path) if path is not None else None
         self._fd: int | None = None
+        #: A regular file, which a failed write can be cut back in (not a pipe, a device).
+        self._regular = False
         if self._path is not None:
             self._fd = self._open(self._path)
 
@@ -138,7 +134,9 @@ class _Sink:
         except OSError as e:
             raise self._error(e) from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            self._regular = stat.S_ISREG(st.st_mode)
+            size = st.st_size
             if size:
                 # A crash mid-write left a partial last line: cut it off (its item was
                 # never committed, so it comes again).
@@ -156,9 +154,11 @@ class _Sink:
             raise self._error(e) from None
         return fd
 
-    def _error(self, e: OSError) -> CliError:
+    def _error(self, e: OSError, *, batch: bool = False) -> CliError:
+        then = " (the batch in hand is not committed: it comes again next time)" if batch else ""
         return CliError(
-            f"cannot write {self._path}: {e.strerror or type(e).__name__}", ExitCode.LOCAL_FILE
+            f"cannot write {self._path}: {e.strerror or type(e).__name__}{then}",
+            ExitCode.LOCAL_FILE,
         )
 
     def write(self, batch: list[Any]) -> None:
@@ -179,11 +179,18 @@ class _Sink:
             return
         data = memoryview(text.encode("utf-8"))
         try:
+            start = os.fstat(self._fd).st_size if self._regular else 0
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as e:
-            raise self._error(e) from None
+            if self._regular:
+                # Take the batch back out (a full disk leaves part of it written): the
+                # file then ends with the last committed batch, and the restart that
+                # brings this batch again writes it once.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
+            raise self._error(e, batch=True) from None
 
     @property
     def progress_line(self) -> bool:
@@ -208,18 +215,6 @@ class _Sink:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-
-
-def _client(ctx: Context, user_token: str | None) -> tuple[NetrexClient, FileTokenStore | None]:
-    setup = _setup(ctx)
-    if user_token is not None:
-        try:
-            source = StaticToken(user_token)
-        except ValueError as e:
-            raise CliError(f"the user token is not usable: {safe_text(e)}") from None
-        return NetrexClient(source, provider=provider_of(setup.config)), None
-    store = FileTokenStore(setup.token_file)
-    return NetrexClient.from_app(build_app(setup.config, setup.secret), store), store
 
 
 def _epoch(value: Any) -> float | None:
@@ -269,13 +264,13 @@ class _Stats:
 async def cmd_collect(ctx: Context) -> int:
     """Collect until SIGINT or SIGTERM; each batch written and flushed, then committed."""
     args, console = ctx.args, ctx.console
-    query = ctx.stdin.read() if args.query == "-" else args.query
-    if not query.strip():
-        raise CliError("the GraphQL query is empty")
+    query = read_query(ctx, args.query)
     variables = _variables(args.variables)
     if args.page_size_variable is not None and args.page_size is None:
         raise CliError("--page-size-variable needs --page-size")
-    client, store = _client(ctx, _user_token(ctx))
+    # Checked before anything is sent or written: the grant goes to its own provider only.
+    api = await api_client(ctx, background=True)
+    client = api.client
     collect_log = logging.getLogger("netrex_async.collect")
     outages = _Outages()
     stats = _Stats(outages, args.time_field)
@@ -293,9 +288,6 @@ async def cmd_collect(ctx: Context) -> int:
     reporter: asyncio.Task[None] | None = None
     sink: _Sink | None = None
     try:
-        if store is not None:
-            await _load_token(store, console)
-            check_binding(ctx, _setup(ctx))  # the grant goes to its own provider and app only
         sink = _Sink(ctx, args.out)
         collect_log.addHandler(outages)
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -325,8 +317,7 @@ async def cmd_collect(ctx: Context) -> int:
         collect_log.removeHandler(outages)
         if sink is not None:
             sink.close()
-        if store is not None:
-            await store.aclose()
+        await api.aclose()
     if sink is not None and sink.progress_line:
         console.info("")
     console.info(stats.line() + "; stopped cleanly")

@@ -191,3 +191,26 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETREX_")}
     env.update(extra)
     return env
+
+
+def api_command_argv(command: str, tmp_path: Path) -> list[str]:
+    """Arguments that make ``query``, ``schema`` or ``collect`` call the API (a collect's
+    checkpoint and output in ``tmp_path``)."""
+    if command == "query":
+        return ["query", "{me{name}}"]
+    if command == "schema":
+        return ["schema", "--json"]
+    return [
+        "collect",
+        "query($after: ID) { events(afterId: $after) { id type } }",
+        "--items",
+        "events",
+        "--cursor",
+        "after",
+        "--key",
+        "id",
+        "--checkpoint",
+        str(tmp_path / "events.checkpoint"),
+        "--out",
+        str(tmp_path / "events.jsonl"),
+    ]
