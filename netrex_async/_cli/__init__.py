@@ -91,7 +91,7 @@ environment:
   NETREX_CLIENT_SECRET  its client secret (never written to disk by this tool)
   NETREX_REDIRECT_URI   its registered redirect URI
   NETREX_TOKEN_FILE     where the token is stored
-  NETREX_TOKEN          a user token (web UI, </> API) for `query`
+  NETREX_TOKEN          a user token (web UI, </> API) for query, schema and collect
 Flags win over the environment, which wins over what `login` saved next to the token.
 """
 
@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the\n"
-            "GraphQL API, or watch the whole library work against a fake provider (demo)."
+            "GraphQL API or follow its camera events, or watch the whole library work\n"
+            "against a fake provider (demo)."
         ),
         epilog=_ENVIRONMENT + "\n" + _EXIT_CODES,
         formatter_class=formatter,
@@ -147,33 +148,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     where = _Parser(add_help=False)  # where the grant goes: all that status needs
     add_where(where.add_argument_group(app_title))
-    app_opts = _Parser(add_help=False)
-    group = app_opts.add_argument_group(app_title)
-    add_where(group)
-    group.add_argument(
-        "--client-secret-file",
-        metavar="PATH",
-        help="read the client secret from this file (else $NETREX_CLIENT_SECRET)",
-    )
-    group.add_argument("--redirect-uri", metavar="URI", help="$NETREX_REDIRECT_URI")
-    group.add_argument(
-        "--grant-type-name",
-        choices=("authorization_code", "auth_code"),
-        default=None,
-        help="the code grant's name at your provider (default authorization_code)",
-    )
-    group.add_argument(
-        "--credentials-in",
-        choices=("query", "body"),
-        default=None,
-        help="token request parameters in the URL (documented, default) or a form body",
-    )
-    group.add_argument(
-        "--pkce",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="add a PKCE challenge to the authorization request (default off)",
-    )
+
+    def app_options(*, login: bool) -> _Parser:
+        parser = _Parser(add_help=False)
+        group = parser.add_argument_group(app_title)
+        add_where(group)
+        group.add_argument(
+            "--client-secret-file",
+            metavar="PATH",
+            help="read the client secret from this file (else $NETREX_CLIENT_SECRET)",
+        )
+        group.add_argument("--redirect-uri", metavar="URI", help="$NETREX_REDIRECT_URI")
+        # Only login's authorization request and code exchange use these two: the other
+        # commands accept them (scripts pass them along) without listing them.
+        group.add_argument(
+            "--grant-type-name",
+            choices=("authorization_code", "auth_code"),
+            default=None,
+            help="the code grant's name at your provider (default authorization_code)"
+            if login
+            else argparse.SUPPRESS,
+        )
+        group.add_argument(
+            "--credentials-in",
+            choices=("query", "body"),
+            default=None,
+            help="token request parameters in the URL (documented, default) or a form body",
+        )
+        group.add_argument(
+            "--pkce",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="add a PKCE challenge to the authorization request (default off)"
+            if login
+            else argparse.SUPPRESS,
+        )
+        return parser
+
+    login_opts, app_opts = app_options(login=True), app_options(login=False)
     bind = _Parser(add_help=False)
     bind.add_argument(
         "--bind",
@@ -184,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     login = sub.add_parser(
         "login",
-        parents=[common, app_opts],
-        formatter_class=formatter,
+        parents=[common, login_opts],
         help="authorize the app in a browser and store the token",
         description=(
             "Authorize the app: open the provider's consent page, receive the callback on a "
@@ -214,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         default=300.0,
+        metavar="S",
         help="seconds to wait for the callback (default: 300)",
     )
     login.add_argument(
@@ -297,20 +309,28 @@ def build_parser() -> argparse.ArgumentParser:
             "(no failure, one refresh per lifetime), revoke."
         ),
     )
-    demo.add_argument("--tasks", type=int, default=1000, help="concurrent tasks (default: 1000)")
+    demo.add_argument(
+        "--tasks", type=int, default=1000, metavar="N", help="concurrent tasks (default: 1000)"
+    )
     demo.add_argument(
         "--connections",
         type=int,
         default=100,
+        metavar="N",
         help="HTTP connections the tasks share (default: 100)",
     )
     demo.add_argument(
-        "--duration", type=_seconds, default=12.0, help="seconds of traffic (default: 12)"
+        "--duration",
+        type=_seconds,
+        default=12.0,
+        metavar="S",
+        help="seconds of traffic (default: 12)",
     )
     demo.add_argument(
         "--lifetime",
         type=_seconds,
         default=2.0,
+        metavar="S",
         help="access token lifetime in seconds (default: 2)",
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -321,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
         "coming; counts events produced, collected, missing (must be 0) and duplicated",
     )
     demo.add_argument(
-        "--kills", type=int, default=5, help="with --collector: how many kills (default: 5)"
+        "--kills",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --collector: how many kills, 1 to 100 (default: 5)",
     )
 
     sub.add_parser(

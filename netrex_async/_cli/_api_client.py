@@ -23,6 +23,12 @@ from ._exits import CliError
 
 __all__ = ["ApiClient", "add_user_token_option", "api_client", "read_query", "user_token"]
 
+#: The other way, for a command that can use a user token instead of the stored grant.
+_OR_A_USER_TOKEN = (
+    f"; or use a user token (created in the web UI, </> API): set {ENV_TOKEN}, or pipe "
+    "it to --user-token -"
+)
+
 
 def add_user_token_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--user-token`` to a command that calls the API."""
@@ -134,10 +140,12 @@ async def api_client(ctx: Context, *, background: bool = False) -> ApiClient:
         except ValueError as e:
             raise CliError(f"the user token is not usable: {safe_text(e)}") from None
         return ApiClient(NetrexClient(source, provider=provider_of(setup.config)))
-    app = build_app(setup.config, setup.secret)
+    provider_of(setup.config)  # a bad URL given is the first thing to fix
     store = FileTokenStore(setup.token_file)
     try:
-        await load_token(store, ctx.console)
+        # Then the token: with none stored, that is what to fix, not a missing client id.
+        await load_token(store, ctx.console, or_else=_OR_A_USER_TOKEN)
+        app = build_app(setup.config, setup.secret)
         check_binding(ctx, setup)
     except BaseException:
         await store.aclose()

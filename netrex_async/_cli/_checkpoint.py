@@ -12,7 +12,7 @@ import logging
 from urllib.parse import parse_qsl, urlsplit
 
 from .._checkpoints import Checkpoint, FileCheckpoint
-from .._errors import ExtraRequired
+from .._errors import ExtraRequired, install_hint
 from .._redact import safe_text
 from ._context import Context
 from ._exits import CliError
@@ -24,9 +24,6 @@ __all__ = ["ENV_CHECKPOINT", "REDIS_SCHEMES", "StandbyNotes", "open_checkpoint"]
 ENV_CHECKPOINT = "NETREX_CHECKPOINT"
 #: What makes ``--checkpoint`` a Redis URL rather than a file path.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
-_REDIS_HINT = (
-    "pip install 'netrex-async[redis]' (in a clone of the repository: pip install -e '.[redis]')"
-)
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -68,8 +65,8 @@ def open_checkpoint(ctx: Context) -> Checkpoint:
         from ..stores.redis import RedisCheckpoint
     except ExtraRequired:
         raise CliError(
-            f"a Redis checkpoint needs redis-py, which is not installed: {_REDIS_HINT}; "
-            "or give --checkpoint a file"
+            "a Redis checkpoint needs redis-py, which is not installed: "
+            f"{install_hint('redis')}; or give --checkpoint a file"
         ) from None
     options = {} if args.lease is None else {"lock_expiry": args.lease}
     try:

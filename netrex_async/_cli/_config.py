@@ -300,14 +300,27 @@ def client_secret(args: argparse.Namespace, env: Mapping[str, str]) -> str | Non
 
 
 def check_provider_url(url: str) -> None:
-    """Refuse a provider URL with a path: the endpoint paths are added to the base URL.
+    """Refuse a provider URL with a path (the endpoint paths are added to the base URL), or
+    without a scheme (``system2.netrex.cz``, as the provider's pages write it).
 
     Raises:
-        CliError: ``url`` has a path, like ``https://system2.netrex.cz/api/graphql.php``
-            (exit code 2).
+        CliError: ``url`` has a path, like ``https://system2.netrex.cz/api/graphql.php``,
+            or no scheme (exit code 2).
     """
+    text = str(url).strip()
+    if text and "://" not in text:
+        try:
+            guess = URL(f"https://{text}")
+            like = str(guess.origin()) if guess.host and " " not in text else DEFAULT_BASE_URL
+        except ValueError:
+            like = DEFAULT_BASE_URL
+        shown, like = safe_text(url, limit=200), safe_text(like, limit=200)
+        raise CliError(
+            f"the provider URL {shown} has no scheme: give the whole base URL, like {like} "
+            f"(--provider, {ENV_PROVIDER})"
+        )
     try:
-        parsed = URL(str(url).strip())
+        parsed = URL(text)
     except (TypeError, ValueError):
         return  # Provider() says what is wrong with it
     if parsed.path not in ("", "/"):

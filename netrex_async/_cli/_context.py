@@ -103,8 +103,10 @@ def load_setup(ctx: Context) -> Setup:
     return Setup(path, cfg_path, config, secret)
 
 
-async def load_token(store: FileTokenStore, console: Console) -> Token:
+async def load_token(store: FileTokenStore, console: Console, *, or_else: str = "") -> Token:
     """The stored token (registered with the console as a secret).
+
+    ``or_else`` ends the message when none is stored: another way the command can work.
 
     Raises:
         CliError: No token is stored (exit code 3).
@@ -114,7 +116,7 @@ async def load_token(store: FileTokenStore, console: Console) -> Token:
     if token is None:
         raise CliError(
             f"no token is stored in {store.path}: run `netrex-async login` first "
-            "(or pass --token-file / set NETREX_TOKEN_FILE)",
+            f"(or pass --token-file / set NETREX_TOKEN_FILE){or_else}",
             ExitCode.AUTH,
         )
     console.add_secret(token)

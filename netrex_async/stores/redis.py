@@ -1,11 +1,12 @@
 """RedisTokenStore: one grant shared by a fleet of processes on many hosts.
 
-Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'``.
+Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'`` (in a clone of the
+repository: ``pip install -e '.[redis]'``).
 """
 
 from __future__ import annotations
 
-from .._errors import ClosedError, ExtraRequired, TokenStoreError
+from .._errors import ClosedError, ExtraRequired, TokenStoreError, install_hint
 
 try:
     import redis.asyncio as aioredis
@@ -22,7 +23,7 @@ try:
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
     raise ExtraRequired(
         "netrex_async.stores.redis needs redis-py, which is not installed: "
-        "pip install 'netrex-async[redis]'",
+        + install_hint("redis"),
         extra="redis",
         name="redis",
     ) from e
