@@ -318,7 +318,7 @@ async def cmd_refresh(ctx: Context) -> int:
     async with FileTokenStore(setup.token_file) as store:
         # Then the token: with none stored, that is what to fix, not a missing client id.
         token = await load_token(store, console)
-        app = build_app(setup.config, setup.secret)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         if not token.can_refresh:
             raise CliError(
@@ -365,7 +365,7 @@ async def cmd_revoke(ctx: Context) -> int:
             await _clear(ctx, setup, store)
             console.print(f"Deleted the corrupt token file {setup.token_file}.")
             return ExitCode.OK
-        app = build_app(setup.config, setup.secret)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         try:
             async with OAuth2Client(app) as oauth:

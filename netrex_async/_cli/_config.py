@@ -345,8 +345,15 @@ def provider_of(config: AppConfig) -> Provider:
         raise CliError(f"invalid provider URL: {safe_text(e)}") from None
 
 
-def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
+#: The redirect URI of an app that only refreshes and revokes, which send none (OAuth2App
+#: wants one): a token file written by the library and bound with --bind has no saved one.
+_NOT_SENT_REDIRECT_URI = "http://127.0.0.1/"
+
+
+def build_app(config: AppConfig, secret: str | None, *, login: bool = True) -> OAuth2App:
     """The :class:`OAuth2App` for these settings.
+
+    ``login=False``: for refreshing and revoking only, which need no redirect URI.
 
     Raises:
         CliError: The client id or redirect URI is missing or invalid (exit code 2).
@@ -356,7 +363,8 @@ def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
             f"no client id: pass --client-id or set {ENV_CLIENT_ID} "
             "(later commands reuse what login saved)"
         )
-    if not config.redirect_uri:
+    redirect_uri = config.redirect_uri or (None if login else _NOT_SENT_REDIRECT_URI)
+    if not redirect_uri:
         raise CliError(
             "no redirect URI: pass --redirect-uri or set "
             f"{ENV_REDIRECT_URI} to one registered for the app"
@@ -366,7 +374,7 @@ def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
         return OAuth2App(
             client_id=config.client_id,
             client_secret=secret,
-            redirect_uri=config.redirect_uri,
+            redirect_uri=redirect_uri,
             provider=provider,
             grant_type_name=cast(
                 Literal["authorization_code", "auth_code"], config.grant_type_name

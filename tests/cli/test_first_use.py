@@ -35,14 +35,16 @@ async def test_every_commands_help_fits_80_columns(
 async def test_login_only_options_are_accepted_but_not_listed(
     cli: Cli, tmp_path: Path, command: str
 ) -> None:
-    # PKCE and the code grant's name matter to login only.
+    # PKCE, the code grant's name and the redirect URI matter to login only.
+    login_only = ("--pkce", "--grant-type-name", "--redirect-uri")
     shown = (await cli(command, "--help")).out
-    assert "--pkce" not in shown and "--grant-type-name" not in shown
+    assert [option for option in login_only if option in shown] == []
     assert "--credentials-in" in shown  # refreshing uses it
-    result = await cli(*argv_of(command, tmp_path), "--pkce", "--grant-type-name", "auth_code")
+    given = ("--pkce", "--grant-type-name", "auth_code", "--redirect-uri", "http://[::1]/cb")
+    result = await cli(*argv_of(command, tmp_path), *given)
     assert result.code == 3, result.err  # no token stored: not a usage error
     login = (await cli("login", "--help")).out
-    assert "--pkce" in login and "--grant-type-name" in login
+    assert all(option in login for option in login_only)
 
 
 def test_the_environment_help_names_every_command_that_takes_a_user_token() -> None:
@@ -128,3 +130,17 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
             if action.help == argparse.SUPPRESS:
                 continue  # accepted, deliberately not listed
             assert action.help, (name, action.option_strings or action.dest)
+
+
+@pytest.mark.parametrize("command", ["query", "schema", "refresh"])
+async def test_a_token_file_of_your_own_code_needs_no_redirect_uri(
+    cli: Cli, fake: FakeNetrex, tmp_path: Path, command: str
+) -> None:
+    # Written by the library, bound once with --bind: refreshing and revoking send no
+    # redirect URI, so none has to be made up for them.
+    await FileTokenStore(cli.token_file).save(fake.issue_token(("read",)))
+    del cli.env["NETREX_REDIRECT_URI"]
+    result = await cli(*argv_of(command, tmp_path), "--bind")
+    assert result.code == 0, result.err
+    assert "Recorded" in result.err
+    assert (await cli("revoke")).code == 0
