@@ -39,8 +39,9 @@ __all__ = [
 ]
 
 #: Seconds one attempt at a busy checkpoint lock waits before the standby logs and tries
-#: again (it tries for as long as it takes).
-STANDBY_ATTEMPT = 30.0
+#: again (it tries for as long as it takes). Short, so that a standby says it is one soon
+#: after it starts; each attempt polls the lock all along, so a takeover is not delayed.
+STANDBY_ATTEMPT = 2.0
 #: A checkpoint file is a few dozen bytes.
 _MAX_SIZE = 64 * 1024
 _VERSION = 1

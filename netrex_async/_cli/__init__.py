@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the\n"
-            "GraphQL API, or watch the whole library work against a fake provider (demo)."
+            "GraphQL API or follow its camera events, or watch the whole library work\n"
+            "against a fake provider (demo)."
         ),
         epilog=_ENVIRONMENT + "\n" + _EXIT_CODES,
         formatter_class=formatter,
@@ -157,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="read the client secret from this file (else $NETREX_CLIENT_SECRET)",
         )
-        group.add_argument("--redirect-uri", metavar="URI", help="$NETREX_REDIRECT_URI")
-        # Only login's authorization request and code exchange use these two: the other
+        # Only login's authorization request and code exchange use these three: the other
         # commands accept them (scripts pass them along) without listing them.
+        group.add_argument(
+            "--redirect-uri",
+            metavar="URI",
+            help="$NETREX_REDIRECT_URI" if login else argparse.SUPPRESS,
+        )
         group.add_argument(
             "--grant-type-name",
             choices=("authorization_code", "auth_code"),

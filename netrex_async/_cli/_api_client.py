@@ -145,7 +145,7 @@ async def api_client(ctx: Context, *, background: bool = False) -> ApiClient:
     try:
         # Then the token: with none stored, that is what to fix, not a missing client id.
         await load_token(store, ctx.console, or_else=_OR_A_USER_TOKEN)
-        app = build_app(setup.config, setup.secret)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
     except BaseException:
         await store.aclose()

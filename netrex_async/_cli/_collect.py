@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._checkpoints import FileCheckpoint
 from .._collect import Collection
 from ._api_client import add_user_token_option, api_client, read_query
+from ._checkpoint import StandbyNotes, open_checkpoint
 from ._commands import Context, _variables
 from ._exits import CliError, ExitCode
 
@@ -52,8 +52,11 @@ def add_collect_parser(
             "to stdout or append it to --out, flushed to disk before the cursor is "
             "committed to --checkpoint. At least once: after a crash, the batch in hand "
             "comes again, none is skipped. A second collector on the same checkpoint waits "
-            "as a standby. SIGINT and SIGTERM stop it cleanly (the batch in hand is "
-            "written and committed; exit 0)."
+            "as a standby (on another host too, with a Redis checkpoint) and takes over "
+            "when the first stops or dies. SIGINT and SIGTERM stop it cleanly (the batch "
+            "in hand is written and committed; exit 0). Exit 5: the output cannot be "
+            "written (a full disk: the batch in hand is taken back out of it), or the "
+            "checkpoint is corrupt or was taken over by another collector."
         ),
     )
     collect.add_argument(
@@ -67,7 +70,25 @@ def add_collect_parser(
         "--key", required=True, metavar="FIELD", help="the item field that is the cursor"
     )
     collect.add_argument(
-        "--checkpoint", required=True, metavar="FILE", help="where the cursor is committed"
+        "--checkpoint",
+        metavar="FILE|URL",
+        help="where the cursor is committed (default $NETREX_CHECKPOINT): a file, locked "
+        "for one collector on this host; or a Redis URL (redis://, rediss://, unix://, "
+        "redis+sentinel://, as for RedisTokenStore; needs the redis extra) with "
+        "--checkpoint-key, locked with a lease for one collector in a fleet of hosts. "
+        "A password in the URL is visible to other users here: prefer $NETREX_CHECKPOINT",
+    )
+    collect.add_argument(
+        "--checkpoint-key",
+        metavar="KEY",
+        help="with a Redis checkpoint: the name of the stream, the same for every collector of it",
+    )
+    collect.add_argument(
+        "--lease",
+        type=_positive(float, "a number of seconds"),
+        metavar="S",
+        help="with a Redis checkpoint: seconds the lock outlives a collector that died or "
+        "hangs, after which a standby takes over (default 15)",
     )
     collect.add_argument(
         "--every",
@@ -102,6 +123,27 @@ def add_collect_parser(
         "how far behind the newest item the collector is",
     )
     add_user_token_option(collect)
+
+
+class _Listening:
+    """Lowers loggers to ``level`` while the collector runs (never raises one: --debug
+    keeps its DEBUG), and puts them back."""
+
+    def __init__(self, loggers: tuple[logging.Logger, ...], level: int) -> None:
+        self._loggers = loggers
+        self._level = level
+        self._old: list[int] = []
+
+    def start(self) -> None:
+        self._old = [logger.level for logger in self._loggers]
+        for logger in self._loggers:
+            if logger.getEffectiveLevel() > self._level:
+                logger.setLevel(self._level)
+
+    def stop(self) -> None:
+        for logger, level in zip(self._loggers, self._old, strict=False):
+            logger.setLevel(level)
+        self._old = []
 
 
 class _Outages(logging.Handler):
@@ -268,10 +310,19 @@ async def cmd_collect(ctx: Context) -> int:
     variables = _variables(args.variables)
     if args.page_size_variable is not None and args.page_size is None:
         raise CliError("--page-size-variable needs --page-size")
-    # Checked before anything is sent or written: the grant goes to its own provider only.
-    api = await api_client(ctx, background=True)
+    checkpoint = open_checkpoint(ctx)
+    try:
+        # Checked before anything is sent or written: the grant goes to its own provider.
+        api = await api_client(ctx, background=True)
+    except BaseException:
+        await checkpoint.aclose()
+        raise
     client = api.client
     collect_log = logging.getLogger("netrex_async.collect")
+    # The INFO records counted (outages survived) or told (standby, taken over) are made
+    # only where these loggers let INFO through (on stderr, WARNING and above only).
+    noted = _Listening((collect_log, logging.getLogger("netrex_async.stores")), logging.INFO)
+    standby = StandbyNotes(ctx)
     outages = _Outages()
     stats = _Stats(outages, args.time_field)
     loop = asyncio.get_running_loop()
@@ -289,19 +340,21 @@ async def cmd_collect(ctx: Context) -> int:
     sink: _Sink | None = None
     try:
         sink = _Sink(ctx, args.out)
+        noted.start()
         collect_log.addHandler(outages)
+        logging.getLogger("netrex_async.stores").addHandler(standby)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, stop.set)
                 handled.append(signum)
         reporter = loop.create_task(summaries())
-        async with client:
+        async with client, checkpoint:
             batches = client.collect(
                 query,
                 items=args.items,
                 cursor=args.cursor,
                 key=args.key,
-                checkpoint=FileCheckpoint(args.checkpoint),
+                checkpoint=checkpoint,
                 every=args.every,
                 variables=variables,
                 page_size=args.page_size,
@@ -315,6 +368,8 @@ async def cmd_collect(ctx: Context) -> int:
         for signum in handled:
             loop.remove_signal_handler(signum)
         collect_log.removeHandler(outages)
+        logging.getLogger("netrex_async.stores").removeHandler(standby)
+        noted.stop()
         if sink is not None:
             sink.close()
         await api.aclose()

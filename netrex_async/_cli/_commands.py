@@ -216,21 +216,25 @@ async def cmd_login(ctx: Context) -> int:
 # -- status -----------------------------------------------------------------------------
 
 
+#: The commands that send the stored grant to its provider.
+_USERS = "query, schema, collect, refresh and revoke"
+
+
 def _mismatch(ctx: Context, setup: Setup) -> str | None:
-    """Why query/refresh/revoke would refuse the stored grant with these settings, if so."""
+    """Why the commands that send the stored grant would refuse it with these settings."""
     bound = setup.config.bound
     if bound is None:
-        return "the token file does not record its provider: query, refresh and revoke need --bind"
+        return f"the token file does not record its provider: {_USERS} need --bind"
     want_provider = origin_of(setup.config.provider)
     if bound.provider != want_provider:
         return (
             f"{setting_source(ctx.args, ctx.env, 'provider')} names {safe_text(want_provider)}: "
-            "query, refresh and revoke refuse to send this grant there"
+            f"{_USERS} refuse to send this grant there"
         )
     if setup.config.client_id and bound.client_id != setup.config.client_id:
         return (
             f"{setting_source(ctx.args, ctx.env, 'client_id')} names app "
-            f"{safe_text(setup.config.client_id)}: query, refresh and revoke refuse this grant"
+            f"{safe_text(setup.config.client_id)}: {_USERS} refuse this grant"
         )
     return None
 
@@ -314,7 +318,7 @@ async def cmd_refresh(ctx: Context) -> int:
     async with FileTokenStore(setup.token_file) as store:
         # Then the token: with none stored, that is what to fix, not a missing client id.
         token = await load_token(store, console)
-        app = build_app(setup.config, setup.secret)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         if not token.can_refresh:
             raise CliError(
@@ -361,7 +365,7 @@ async def cmd_revoke(ctx: Context) -> int:
             await _clear(ctx, setup, store)
             console.print(f"Deleted the corrupt token file {setup.token_file}.")
             return ExitCode.OK
-        app = build_app(setup.config, setup.secret)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         try:
             async with OAuth2Client(app) as oauth:

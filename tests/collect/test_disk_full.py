@@ -11,13 +11,12 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _tmpfs import fill, grow
-from cli.conftest import clean_env
+from cli.conftest import spawn_cli
 
 from netrex_async import FileCheckpoint, NetrexClient, TokenStoreError
 from netrex_async.testing import FakeNetrex
@@ -113,20 +112,15 @@ BOUND = 60.0
 
 
 async def run_cli(fake: FakeNetrex, checkpoint: Path, out: Path) -> asyncio.subprocess.Process:
-    token = fake.issue_token(("read",))
-    env = clean_env(NETREX_PROVIDER=fake.base_url, NETREX_TOKEN=token.access_token)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "netrex_async",
-        "collect",
-        CLI_QUERY,
-        *("--items", "events", "--cursor", "after", "--key", "id"),
-        *("--page-size", "50", "--page-size-variable", "limit", "--every", "0.1"),
-        *("--checkpoint", str(checkpoint), "--out", str(out)),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await spawn_cli(
+        fake,
+        [
+            "collect",
+            CLI_QUERY,
+            *("--items", "events", "--cursor", "after", "--key", "id"),
+            *("--page-size", "50", "--page-size-variable", "limit", "--every", "0.1"),
+            *("--checkpoint", str(checkpoint), "--out", str(out)),
+        ],
     )
 
 
