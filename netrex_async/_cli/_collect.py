@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._collect import Collection
+from .._collect import Collection, _BadShape, _Undeclared, check_variables
 from ._api_client import add_user_token_option, api_client, read_query
 from ._checkpoint import StandbyNotes, open_checkpoint
 from ._commands import Context, _variables
@@ -312,6 +312,15 @@ async def cmd_collect(ctx: Context) -> int:
     variables = _variables(args.variables)
     if args.page_size_variable is not None and args.page_size is None:
         raise CliError("--page-size-variable needs --page-size")
+    try:
+        check_variables(
+            query,
+            cursor=args.cursor,
+            page_size_variable=args.page_size_variable,
+            operation_name=None,
+        )
+    except _Undeclared as e:
+        raise CliError(_in_cli_terms(e)) from None
     checkpoint = open_checkpoint(ctx)
     try:
         # Checked before anything is sent or written: the grant goes to its own provider.
@@ -363,7 +372,10 @@ async def cmd_collect(ctx: Context) -> int:
                 page_size_variable=args.page_size_variable,
             )
             async with batches:
-                await _follow(batches, sink, stop, stats, progress=sink.progress_line)
+                try:
+                    await _follow(batches, sink, stop, stats, progress=sink.progress_line)
+                except _BadShape as e:
+                    raise CliError(_in_cli_terms(e), ExitCode.API_ERROR) from None
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -379,6 +391,11 @@ async def cmd_collect(ctx: Context) -> int:
         console.info("")
     console.info(stats.line() + "; stopped cleanly")
     return ExitCode.OK
+
+
+def _in_cli_terms(exc: _BadShape | _Undeclared) -> str:
+    """A collect() error that names a Python argument (``items=``), naming the option."""
+    return f"{exc.detail} (--{exc.argument.replace('_', '-')})"
 
 
 async def _follow(
