@@ -23,6 +23,7 @@ from ._errors import (
     ReauthorizationRequired,
     StateMismatch,
     TokenEndpointError,
+    TokenStoreConfigError,
     TokenStoreError,
     TransportError,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "TokenRefreshed",
     "TokenSource",
     "TokenStore",
+    "TokenStoreConfigError",
     "TokenStoreError",
     "TransportError",
     "default_token_rejected",

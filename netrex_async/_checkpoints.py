@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import attrs
 
-from ._errors import ClosedError, TokenStoreError
+from ._errors import ClosedError, TokenStoreConfigError, TokenStoreError
 from ._lifecycle import AsyncClosing
 from ._log import stores as log
 from ._stores._file import FileTokenStore
@@ -166,8 +166,8 @@ async def standby(
                     extra={"event": "checkpoint.standby", "store": description},
                 )
             continue
-        except ClosedError:
-            raise
+        except (ClosedError, TokenStoreConfigError):
+            raise  # a wrong password does not get right by waiting
         except TokenStoreError as e:
             if not retry_errors:
                 raise

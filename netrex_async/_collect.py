@@ -18,7 +18,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from ._checkpoints import Checkpoint, CheckpointLost, check_cursor
-from ._errors import ApiError, ClosedError, NetrexError, ReauthorizationRequired, TokenStoreError
+from ._errors import (
+    ApiError,
+    ClosedError,
+    NetrexError,
+    ReauthorizationRequired,
+    TokenStoreConfigError,
+    TokenStoreError,
+)
 from ._lifecycle import AsyncClosing
 from ._operation import declared_variables
 from ._redact import safe_text
@@ -263,13 +270,14 @@ async def _retrying(
 ) -> None:
     """Run ``step`` until it succeeds, retrying a :class:`TokenStoreError` with back-off.
 
-    :class:`CheckpointLost` and :class:`ClosedError` end the loop instead.
+    :class:`CheckpointLost`, :class:`ClosedError` and :class:`TokenStoreConfigError` (a
+    wrong password) end the loop instead.
     """
     failures = 0
     while True:
         try:
             await step()
-        except (CheckpointLost, ClosedError):
+        except (CheckpointLost, ClosedError, TokenStoreConfigError):
             raise
         except TokenStoreError as e:
             failures += 1

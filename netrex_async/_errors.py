@@ -14,6 +14,7 @@ Every exception the library raises on purpose derives from :class:`NetrexError`:
      │    └── GraphQLError           the API answered GraphQL ``errors``
      ├── TransportError              network failure or timeout, after retries
      ├── TokenStoreError             a token store is unreadable, corrupt or locked
+     │    └── TokenStoreConfigError  the store refuses this client's credentials (never retried)
      ├── ClosedError                 the object was closed (also a RuntimeError)
      └── ExtraRequired               an optional dependency is missing (also an ImportError)
 
@@ -39,6 +40,7 @@ __all__ = [
     "ReauthorizationRequired",
     "StateMismatch",
     "TokenEndpointError",
+    "TokenStoreConfigError",
     "TokenStoreError",
     "TransportError",
     "install_hint",
@@ -184,6 +186,16 @@ class TokenStoreError(NetrexError):
     def __init__(self, message: str, *, store: str):
         super().__init__(message)
         self.store = store
+
+
+class TokenStoreConfigError(TokenStoreError):
+    """The store refuses this client: a wrong password or user name (Redis ``WRONGPASS``,
+    ``NOAUTH``), or no right to the commands it needs (``NOPERM``).
+
+    A configuration error, not a fault that passes: nothing retries it (a standby does
+    not wait through it, a commit is not tried again). The message never holds the
+    password.
+    """
 
 
 class ClosedError(NetrexError, RuntimeError):

@@ -7,7 +7,8 @@ code meaning
 1    the API answered an error (GraphQL ``errors``, an HTTP error), or a demo check
      failed
 2    usage or configuration error: a bad option, a missing client id or redirect URI,
-     a redirect URI the loopback receiver cannot serve, a port in use
+     a redirect URI the loopback receiver cannot serve, a port in use, a password or
+     user name Redis refuses (``--checkpoint``)
 3    authorization failed or is needed: consent denied, no callback in time, state
      mismatch, a code or refresh token refused, no token stored, re-authorization required
 4    network: the provider could not be reached or timed out (after retries)
@@ -33,6 +34,7 @@ from .._errors import (
     OAuthError,
     ReauthorizationRequired,
     StateMismatch,
+    TokenStoreConfigError,
     TokenStoreError,
     TransportError,
 )
@@ -136,6 +138,8 @@ def describe(exc: BaseException, hints: Hints | None = None) -> tuple[ExitCode, 
         return ExitCode.AUTH, text
     if isinstance(exc, TransportError):
         return ExitCode.NETWORK, f"network: {text}"
+    if isinstance(exc, TokenStoreConfigError):
+        return ExitCode.USAGE, text  # a wrong Redis password: fix the URL, do not retry
     if isinstance(exc, TokenStoreError):
         return ExitCode.LOCAL_FILE, text
     if isinstance(exc, ApiError):

@@ -6,7 +6,13 @@ repository: ``pip install -e '.[redis]'``).
 
 from __future__ import annotations
 
-from .._errors import ClosedError, ExtraRequired, TokenStoreError, install_hint
+from .._errors import (
+    ClosedError,
+    ExtraRequired,
+    TokenStoreConfigError,
+    TokenStoreError,
+    install_hint,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -19,7 +25,13 @@ try:
         SentinelManagedConnection,
     )
     from redis.backoff import ExponentialWithJitterBackoff
-    from redis.exceptions import LockNotOwnedError, RedisError
+    from redis.exceptions import (
+        AuthenticationError,
+        LockNotOwnedError,
+        NoPermissionError,
+        RedisError,
+        ResponseError,
+    )
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
     raise ExtraRequired(
         "netrex_async.stores.redis needs redis-py, which is not installed: "
@@ -608,6 +620,19 @@ class RedisTokenStore(AsyncClosing):
 
     def _redis_error(self, action: str, e: BaseException) -> TokenStoreError:
         detail = safe_text(scrub(str(e), self._secrets))
+        if _refuses_this_client(e):
+            log.error(
+                "Redis %s refused: %s",
+                action,
+                type(e).__name__,
+                extra={"event": "store.refused", "store": self.description},
+            )
+            return TokenStoreConfigError(
+                f"Redis ({self.description}) refuses this client: {type(e).__name__}: "
+                f"{detail}; check the password (and user name) in the URL, or the rights "
+                "of that user (a configuration error: not retried)",
+                store=self.description,
+            )
         return self._failure(
             "store.error",
             f"Redis {action} failed: {type(e).__name__}",
@@ -974,6 +999,14 @@ class RedisCheckpoint(AsyncClosing):
 
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")
+
+
+def _refuses_this_client(e: BaseException) -> bool:
+    """A wrong password or user, or missing rights: what no retry can fix."""
+    if isinstance(e, AuthenticationError | NoPermissionError):
+        return True
+    # Servers and redis-py releases that answer these as a plain error reply.
+    return isinstance(e, ResponseError) and str(e).startswith(("WRONGPASS", "NOAUTH", "NOPERM"))
 
 
 def _parse_sentinel_url(

@@ -220,20 +220,26 @@ def test_without_the_redis_extra_the_hint_is_in_the_clis_words(tmp_path: Path) -
     assert probe.stdout.strip() == "redis"
 
 
-@pytest.mark.slow
-async def test_a_refused_redis_password_is_retried_as_a_standby_and_never_shown(
-    tmp_path: Path, secret_registry: Any
+@pytest.mark.parametrize("password", [PASSWORD, None], ids=["wrong", "missing"])
+async def test_a_refused_redis_password_is_a_configuration_error_at_once_and_never_shown(
+    tmp_path: Path, secret_registry: Any, password: str | None
 ) -> None:
+    # WRONGPASS (or NOAUTH): no standby wait, no retry, whatever the lease; exit 2.
+    secret_registry.add(PASSWORD)
     with RedisServer(password="the-right-password-of-the-test-redis") as server:
-        url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+        auth = "" if password is None else f":{password}@"
+        url = f"redis://{auth}127.0.0.1:{server.port}/0"
         async with FakeNetrex() as fake:
             c = await spawn(
                 fake,
                 argv(url, "--checkpoint-key", "k", "--out", str(tmp_path / "o.jsonl")),
             )
-            await c.wait_for("cannot lock checkpoint")
-            assert await c.stop(signal.SIGTERM) == 0
+            _, err = await asyncio.wait_for(c.proc.communicate(), 20)
             assert fake.requests_to("graphql") == []  # nothing collected without the lock
-    text = "".join(c.said)
+    text = err.decode()
+    assert c.proc.returncode == 2, text
+    assert "cannot lock checkpoint" not in text, "retried as a standby"
+    assert "refuses this client" in text and "check the password" in text, text
     assert f"127.0.0.1:{server.port}" in text
     assert PASSWORD not in text
+    assert not (tmp_path / "o.jsonl").exists() or not (tmp_path / "o.jsonl").read_text()

@@ -16,15 +16,16 @@ import sys
 import textwrap
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis.asyncio
 from _redis_server import RedisServer
 from store_helpers import SECRET_MARK, make_token
 
-from netrex_async import TokenStoreError
+from netrex_async import TokenStoreConfigError, TokenStoreError
 from netrex_async._errors import ClosedError
-from netrex_async.stores.redis import RedisTokenStore
+from netrex_async.stores.redis import RedisCheckpoint, RedisTokenStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
@@ -216,6 +217,45 @@ async def test_replica_makes_save_a_clean_store_error() -> None:
             assert "ReadOnlyError" in str(info.value)
             for text in texts_of(info.value):
                 assert SECRET_MARK not in text
+
+
+# -- credentials refused: a configuration error, never retried --------------------------
+
+
+@pytest.mark.parametrize("auth", ["wrong", "missing", "noperm"])
+async def test_a_refused_password_is_a_config_error_at_once(
+    auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer(password=PASSWORD) as server:
+        base = f"127.0.0.1:{server.port}/0"
+        if auth == "wrong":
+            url = f"redis://:{quote(PASSWORD + 'x', safe='')}@{base}"
+        elif auth == "missing":
+            url = f"redis://{base}"
+        else:  # a user that may read, and nothing else (ACL): NOPERM on a write
+            assert (
+                server.cli("ACL", "SETUSER", "reader", "on", f">{PASSWORD}", "~*", "+get") == "+OK"
+            )
+            url = f"redis://reader:{quote(PASSWORD, safe='')}@{base}"
+        started = loop_time()
+        async with RedisTokenStore(url, key="grant", **FAST) as store:
+            with pytest.raises(TokenStoreConfigError) as info:
+                await store.save(make_token())
+            assert info.value.store == store.description
+            assert "check the password" in str(info.value)
+            if auth != "noperm":
+                with pytest.raises(TokenStoreConfigError):
+                    await store.load()
+        # As a standby, it is not waited through: the lock fails at once.
+        caplog.set_level(logging.WARNING, logger="netrex_async")
+        async with RedisCheckpoint(url, key="events", lock_expiry=1, **FAST) as checkpoint:
+            with pytest.raises(TokenStoreConfigError) as locked:
+                async with checkpoint.lock():
+                    pass  # pragma: no cover - never held
+        assert loop_time() - started < 3 * 3.6 + SLACK
+        assert not [r for r in caplog.records if "trying again" in r.getMessage()]
+        for text in [*texts_of(info.value), *texts_of(locked.value), caplog.text]:
+            assert SECRET_MARK not in text
 
 
 # -- leases -----------------------------------------------------------------------------
