@@ -154,16 +154,15 @@ def graphql_unauthenticated(answer: Answer) -> bool:
     ``"UNAUTHENTICATED"``, whatever the HTTP status (many GraphQL servers send it with
     200 for an expired token).
     """
-    if answer._data is _UNSET:
+    document = answer._data
+    if document is _UNSET:
         body = answer.body
         # Cheap before decoding: an answer that does not contain the word cannot match.
         if not body or b"UNAUTHENTICATED" not in body:
             return False
-    try:
-        document = answer.json()
-    except ValueError:
-        return False
-    if not isinstance(document, dict):
+        answer.decode()
+        document = answer._data
+    if not isinstance(document, dict):  # not JSON (a ValueError kept), or not an object
         return False
     errors = document.get("errors")
     if not errors or not isinstance(errors, list):
