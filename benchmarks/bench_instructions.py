@@ -68,7 +68,8 @@ def count(name: str, calls: int, concurrency: int, answer_bytes: int) -> int:
         str(concurrency),
         str(answer_bytes),
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(HERE)}
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if done.returncode or not found:
