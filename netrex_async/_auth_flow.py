@@ -181,7 +181,12 @@ def default_token_rejected(answer: Answer) -> bool:
     HTTP 401, or a GraphQL ``errors`` entry with ``extensions.code == "UNAUTHENTICATED"``
     (see :func:`graphql_unauthenticated`).
     """
-    return answer.status == 401 or graphql_unauthenticated(answer)
+    if answer.status == 401:
+        return True
+    document = answer._data
+    if document.__class__ is dict and "errors" not in document:
+        return False  # the usual answer, decoded: no errors, no rejection (one call less)
+    return graphql_unauthenticated(answer)
 
 
 class FlowConfig:

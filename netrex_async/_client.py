@@ -723,6 +723,9 @@ class NetrexClient(AsyncClosing):
         status, raw = answer.status, answer.body
         if not 200 <= status < 300:
             raise self._api_error(status, raw, "POST", self._graphql_url)
+        document = answer._data  # decoded in the attempt (json() would be a call more)
+        if document.__class__ is dict and "errors" not in document and "data" in document:
+            return document["data"]  # the usual answer
         try:
             document = answer.json()
         except ValueError as e:
