@@ -39,8 +39,9 @@ __all__ = [
 ]
 
 #: Seconds one attempt at a busy checkpoint lock waits before the standby logs and tries
-#: again (it tries for as long as it takes).
-STANDBY_ATTEMPT = 30.0
+#: again (it tries for as long as it takes). Short, so that a standby says it is one soon
+#: after it starts; each attempt polls the lock all along, so a takeover is not delayed.
+STANDBY_ATTEMPT = 2.0
 #: A checkpoint file is a few dozen bytes.
 _MAX_SIZE = 64 * 1024
 _VERSION = 1
@@ -77,6 +78,11 @@ class Checkpoint(Protocol):
     :meth:`NetrexClient.collect` holds :meth:`lock` for as long as it runs, reads the
     cursor once with :meth:`load`, and :meth:`save` s each batch's cursor when its
     caller asks for the next batch.
+
+    A checkpoint whose lock can be lost while it is held (a lease that runs out, as in
+    Redis) also has ``async check_lease()``, outside this protocol: it raises
+    :class:`CheckpointLost` once the lock is lost, or :class:`TokenStoreError` when
+    that cannot be confirmed now; ``collect()`` calls it before it hands out each batch.
     """
 
     @property

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from ._checkpoints import Checkpoint, CheckpointLost, check_cursor
 from ._errors import ApiError, ClosedError, NetrexError, ReauthorizationRequired, TokenStoreError
@@ -99,6 +99,7 @@ async def collect(
     if page_size_variable is not None:
         base[page_size_variable] = page_size
     where = checkpoint.description
+    check_lease: Callable[[], Awaitable[None]] | None = getattr(checkpoint, "check_lease", None)
     async with checkpoint.lock():
         position = await checkpoint.load()
         log.info(
@@ -138,6 +139,11 @@ async def collect(
                 )
                 failures = 0
             if last is not None:
+                if check_lease is not None:
+                    # A lease lost during the query (this process paused, Redis cut off
+                    # longer than the lease): the collector that took over may be
+                    # delivering this very page. End instead of delivering it again.
+                    await _retrying(check_lease, checkpoint, _CONFIRM, every, max_backoff)
                 pending.cursor = last
                 yield page
                 # The caller asked for the next batch: it is done with this one.
@@ -150,38 +156,74 @@ async def collect(
                 await asyncio.sleep(max(0.0, every - (loop.time() - started)))
 
 
+class _Step(NamedTuple):
+    """What :func:`_retrying` does, in the words of its log records."""
+
+    doing: str
+    until: str
+    event: str
+
+
+_COMMIT = _Step(
+    "committing the cursor to", "the batch is not acknowledged until it lands", "collect_commit"
+)
+_CONFIRM = _Step(
+    "confirming the lock's lease on",
+    "the batch is not delivered until it is confirmed or known lost",
+    "collect_lease",
+)
+
+
 async def _commit(
     checkpoint: Checkpoint, cursor: str | int | float, every: float, max_backoff: float
 ) -> None:
     """Save ``cursor``, retrying a failed save (a full disk, Redis away) until it lands.
 
     A lost lock or a closed checkpoint ends the loop instead: another collector may have
-    taken over, and this one must not write.
+    taken over, and this one must not write (a Redis checkpoint's save is fenced: it
+    writes only while the lock is this holder's).
+    """
+    await _retrying(lambda: checkpoint.save(cursor), checkpoint, _COMMIT, every, max_backoff)
+
+
+async def _retrying(
+    step: Callable[[], Awaitable[None]],
+    checkpoint: Checkpoint,
+    what: _Step,
+    every: float,
+    max_backoff: float,
+) -> None:
+    """Run ``step`` until it succeeds, retrying a :class:`TokenStoreError` with back-off.
+
+    :class:`CheckpointLost` and :class:`ClosedError` end the loop instead.
     """
     failures = 0
     while True:
         try:
-            await checkpoint.save(cursor)
+            await step()
         except (CheckpointLost, ClosedError):
             raise
         except TokenStoreError as e:
             failures += 1
             pause = _backoff(failures, min(every, 1.0), max_backoff)
             log.warning(
-                "collect: committing the cursor to %s failed (%s); trying again in %.1f s "
-                "(the batch is not acknowledged until it lands)",
+                "collect: %s %s failed (%s); trying again in %.1f s (%s)",
+                what.doing,
                 checkpoint.description,
                 safe_text(e, limit=200),
                 pause,
-                extra={"event": "collect_commit_failed", "attempt": failures, "sleep": pause},
+                what.until,
+                extra={"event": f"{what.event}_failed", "attempt": failures, "sleep": pause},
             )
             await asyncio.sleep(pause)
             continue
         if failures:
             log.info(
-                "collect: the cursor was committed after %d failures",
+                "collect: %s %s worked after %d failures",
+                what.doing,
+                checkpoint.description,
                 failures,
-                extra={"event": "collect_commit_recovered", "attempt": failures},
+                extra={"event": f"{what.event}_recovered", "attempt": failures},
             )
         return
 

@@ -41,6 +41,7 @@ __all__ = [
     "TokenEndpointError",
     "TokenStoreError",
     "TransportError",
+    "install_hint",
 ]
 
 
@@ -207,3 +208,11 @@ class ExtraRequired(NetrexError, ImportError):
     def __init__(self, message: str, *, extra: str, name: str | None = None):
         super().__init__(message, name=name)
         self.extra = extra
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra of netrex-async, from an index or from a clone of it."""
+    return (
+        f"pip install 'netrex-async[{extra}]' "
+        f"(in a clone of the repository: pip install -e '.[{extra}]')"
+    )

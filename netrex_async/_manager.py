@@ -1058,10 +1058,17 @@ async def _settle_bounded(tasks: set[asyncio.Task[Any]], limit: float) -> None:
     deadline = loop.time() + limit
     pending = {t for t in tasks if not t.done()}
     cancelled = False
+    # Waited again only after a poke: a wait that ran its course ends it. (Not "until
+    # loop.time() reaches the deadline": asyncio runs a timer up to its clock resolution
+    # early, so on a clock that stands still while callbacks run (a virtual clock such as
+    # looptime's, whose time sits on a microsecond grid the float deadline may miss) the
+    # last sliver of a wait would fire at once, for ever.)
     while pending and loop.time() < deadline:
         try:
-            _, pending = await asyncio.wait(pending, timeout=deadline - loop.time())
+            await asyncio.wait(pending, timeout=deadline - loop.time())
+            break
         except asyncio.CancelledError:
+            pending = {t for t in pending if not t.done()}
             cancelled = True  # finish the bounded wait, then pass the cancellation on
     for task in tasks:
         if task.done() and not task.cancelled():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ApiError, ExtraRequired
+from ._errors import ApiError, ExtraRequired, install_hint
 from ._redact import safe_text
 
 if TYPE_CHECKING:
@@ -124,10 +124,7 @@ fragment TypeRef on __Type {
 """
 
 #: How to get graphql-core, for the message of :class:`ExtraRequired`.
-INSTALL_HINT = (
-    "pip install 'netrex-async[graphql]' "
-    "(in a clone of the repository: pip install -e '.[graphql]')"
-)
+INSTALL_HINT = install_hint("graphql")
 
 
 async def fetch_introspection(client: NetrexClient) -> dict[str, Any]:

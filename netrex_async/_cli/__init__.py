@@ -1,9 +1,9 @@
 """``netrex-async``: log in, inspect and use a stored grant, and run the demo.
 
-Commands: ``login``, ``status``, ``refresh``, ``revoke``, ``query``, ``demo`` and
-``fake-server``. Each expected failure prints one line on stderr and exits with the code
-documented in :mod:`netrex_async._cli._exits`; ``--debug`` logs the whole story (still
-without secrets).
+Commands: ``login``, ``status``, ``refresh``, ``revoke``, ``query``, ``schema``,
+``collect``, ``demo`` and ``fake-server``. Each expected failure prints one line on
+stderr and exits with the code documented in :mod:`netrex_async._cli._exits`;
+``--debug`` logs the whole story (still without secrets).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .._errors import NetrexError
+from ._api_client import add_user_token_option
 from ._collect import add_collect_parser, cmd_collect
 from ._commands import Context, cmd_login, cmd_query, cmd_refresh, cmd_revoke, cmd_status
 from ._exits import TESTING_EXTRA, CliError, ExitCode, describe
@@ -90,7 +91,7 @@ environment:
   NETREX_CLIENT_SECRET  its client secret (never written to disk by this tool)
   NETREX_REDIRECT_URI   its registered redirect URI
   NETREX_TOKEN_FILE     where the token is stored
-  NETREX_TOKEN          a user token (web UI, </> API) for `query`
+  NETREX_TOKEN          a user token (web UI, </> API) for query, schema and collect
 Flags win over the environment, which wins over what `login` saved next to the token.
 """
 
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Log in to Netrex / Survilla Cloud with OAuth2, keep the token fresh, query the\n"
-            "GraphQL API, or watch the whole library work against a fake provider (demo)."
+            "GraphQL API or follow its camera events, or watch the whole library work\n"
+            "against a fake provider (demo)."
         ),
         epilog=_ENVIRONMENT + "\n" + _EXIT_CODES,
         formatter_class=formatter,
@@ -146,33 +148,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     where = _Parser(add_help=False)  # where the grant goes: all that status needs
     add_where(where.add_argument_group(app_title))
-    app_opts = _Parser(add_help=False)
-    group = app_opts.add_argument_group(app_title)
-    add_where(group)
-    group.add_argument(
-        "--client-secret-file",
-        metavar="PATH",
-        help="read the client secret from this file (else $NETREX_CLIENT_SECRET)",
-    )
-    group.add_argument("--redirect-uri", metavar="URI", help="$NETREX_REDIRECT_URI")
-    group.add_argument(
-        "--grant-type-name",
-        choices=("authorization_code", "auth_code"),
-        default=None,
-        help="the code grant's name at your provider (default authorization_code)",
-    )
-    group.add_argument(
-        "--credentials-in",
-        choices=("query", "body"),
-        default=None,
-        help="token request parameters in the URL (documented, default) or a form body",
-    )
-    group.add_argument(
-        "--pkce",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="add a PKCE challenge to the authorization request (default off)",
-    )
+
+    def app_options(*, login: bool) -> _Parser:
+        parser = _Parser(add_help=False)
+        group = parser.add_argument_group(app_title)
+        add_where(group)
+        group.add_argument(
+            "--client-secret-file",
+            metavar="PATH",
+            help="read the client secret from this file (else $NETREX_CLIENT_SECRET)",
+        )
+        # Only login's authorization request and code exchange use these three: the other
+        # commands accept them (scripts pass them along) without listing them.
+        group.add_argument(
+            "--redirect-uri",
+            metavar="URI",
+            help="$NETREX_REDIRECT_URI" if login else argparse.SUPPRESS,
+        )
+        group.add_argument(
+            "--grant-type-name",
+            choices=("authorization_code", "auth_code"),
+            default=None,
+            help="the code grant's name at your provider (default authorization_code)"
+            if login
+            else argparse.SUPPRESS,
+        )
+        group.add_argument(
+            "--credentials-in",
+            choices=("query", "body"),
+            default=None,
+            help="token request parameters in the URL (documented, default) or a form body",
+        )
+        group.add_argument(
+            "--pkce",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="add a PKCE challenge to the authorization request (default off)"
+            if login
+            else argparse.SUPPRESS,
+        )
+        return parser
+
+    login_opts, app_opts = app_options(login=True), app_options(login=False)
     bind = _Parser(add_help=False)
     bind.add_argument(
         "--bind",
@@ -183,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     login = sub.add_parser(
         "login",
-        parents=[common, app_opts],
-        formatter_class=formatter,
+        parents=[common, login_opts],
         help="authorize the app in a browser and store the token",
         description=(
             "Authorize the app: open the provider's consent page, receive the callback on a "
@@ -213,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         default=300.0,
+        metavar="S",
         help="seconds to wait for the callback (default: 300)",
     )
     login.add_argument(
@@ -281,12 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("query", metavar="GRAPHQL", help="the document, or - to read stdin")
     query.add_argument("--variables", metavar="JSON", help="variables as a JSON object")
     query.add_argument("--operation-name", metavar="NAME", help="the operation to run")
-    query.add_argument(
-        "--user-token",
-        metavar="TOKEN",
-        help="use this user token (web UI, </> API) instead of the stored grant; - reads it "
-        "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
-    )
+    add_user_token_option(query)
     query.add_argument("--compact", action="store_true", help="print JSON on one line")
     add_schema_parser(sub, [common, app_opts, bind])
     add_collect_parser(sub, [common, app_opts, bind])
@@ -301,20 +313,28 @@ def build_parser() -> argparse.ArgumentParser:
             "(no failure, one refresh per lifetime), revoke."
         ),
     )
-    demo.add_argument("--tasks", type=int, default=1000, help="concurrent tasks (default: 1000)")
+    demo.add_argument(
+        "--tasks", type=int, default=1000, metavar="N", help="concurrent tasks (default: 1000)"
+    )
     demo.add_argument(
         "--connections",
         type=int,
         default=100,
+        metavar="N",
         help="HTTP connections the tasks share (default: 100)",
     )
     demo.add_argument(
-        "--duration", type=_seconds, default=12.0, help="seconds of traffic (default: 12)"
+        "--duration",
+        type=_seconds,
+        default=12.0,
+        metavar="S",
+        help="seconds of traffic (default: 12)",
     )
     demo.add_argument(
         "--lifetime",
         type=_seconds,
         default=2.0,
+        metavar="S",
         help="access token lifetime in seconds (default: 2)",
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -325,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         "coming; counts events produced, collected, missing (must be 0) and duplicated",
     )
     demo.add_argument(
-        "--kills", type=int, default=5, help="with --collector: how many kills (default: 5)"
+        "--kills",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --collector: how many kills, 1 to 100 (default: 5)",
     )
 
     sub.add_parser(

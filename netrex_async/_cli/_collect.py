@@ -10,18 +10,15 @@ import json
 import logging
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
-from .._checkpoints import FileCheckpoint
-from .._client import NetrexClient
 from .._collect import Collection
-from .._manager import StaticToken
-from .._redact import safe_text
-from .._stores._file import FileTokenStore
-from ._commands import Context, _load_token, _setup, _user_token, _variables, check_binding
-from ._config import build_app, provider_of
+from ._api_client import add_user_token_option, api_client, read_query
+from ._checkpoint import StandbyNotes, open_checkpoint
+from ._commands import Context, _variables
 from ._exits import CliError, ExitCode
 
 __all__ = ["add_collect_parser", "cmd_collect"]
@@ -55,11 +52,16 @@ def add_collect_parser(
             "to stdout or append it to --out, flushed to disk before the cursor is "
             "committed to --checkpoint. At least once: after a crash, the batch in hand "
             "comes again, none is skipped. A second collector on the same checkpoint waits "
-            "as a standby. SIGINT and SIGTERM stop it cleanly (the batch in hand is "
-            "written and committed; exit 0)."
+            "as a standby (on another host too, with a Redis checkpoint) and takes over "
+            "when the first stops or dies. SIGINT and SIGTERM stop it cleanly (the batch "
+            "in hand is written and committed; exit 0). Exit 5: the output cannot be "
+            "written (a full disk: the batch in hand is taken back out of it), or the "
+            "checkpoint is corrupt or was taken over by another collector."
         ),
     )
-    collect.add_argument("query", help="the GraphQL query (- reads it from stdin)")
+    collect.add_argument(
+        "query", metavar="GRAPHQL", help="the GraphQL query (- reads it from stdin)"
+    )
     collect.add_argument("--items", required=True, metavar="PATH", help="the list in data, dotted")
     collect.add_argument(
         "--cursor", required=True, metavar="VAR", help="the variable that takes the last key"
@@ -68,7 +70,25 @@ def add_collect_parser(
         "--key", required=True, metavar="FIELD", help="the item field that is the cursor"
     )
     collect.add_argument(
-        "--checkpoint", required=True, metavar="FILE", help="where the cursor is committed"
+        "--checkpoint",
+        metavar="FILE|URL",
+        help="where the cursor is committed (default $NETREX_CHECKPOINT): a file, locked "
+        "for one collector on this host; or a Redis URL (redis://, rediss://, unix://, "
+        "redis+sentinel://, as for RedisTokenStore; needs the redis extra) with "
+        "--checkpoint-key, locked with a lease for one collector in a fleet of hosts. "
+        "A password in the URL is visible to other users here: prefer $NETREX_CHECKPOINT",
+    )
+    collect.add_argument(
+        "--checkpoint-key",
+        metavar="KEY",
+        help="with a Redis checkpoint: the name of the stream, the same for every collector of it",
+    )
+    collect.add_argument(
+        "--lease",
+        type=_positive(float, "a number of seconds"),
+        metavar="S",
+        help="with a Redis checkpoint: seconds the lock outlives a collector that died or "
+        "hangs, after which a standby takes over (default 15)",
     )
     collect.add_argument(
         "--every",
@@ -102,12 +122,28 @@ def add_collect_parser(
         help="the item field with its time (ISO 8601 or epoch seconds): summaries then say "
         "how far behind the newest item the collector is",
     )
-    collect.add_argument(
-        "--user-token",
-        metavar="TOKEN",
-        help="use this user token (web UI, </> API) instead of the stored grant; - reads it "
-        "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
-    )
+    add_user_token_option(collect)
+
+
+class _Listening:
+    """Lowers loggers to ``level`` while the collector runs (never raises one: --debug
+    keeps its DEBUG), and puts them back."""
+
+    def __init__(self, loggers: tuple[logging.Logger, ...], level: int) -> None:
+        self._loggers = loggers
+        self._level = level
+        self._old: list[int] = []
+
+    def start(self) -> None:
+        self._old = [logger.level for logger in self._loggers]
+        for logger in self._loggers:
+            if logger.getEffectiveLevel() > self._level:
+                logger.setLevel(self._level)
+
+    def stop(self) -> None:
+        for logger, level in zip(self._loggers, self._old, strict=False):
+            logger.setLevel(level)
+        self._old = []
 
 
 class _Outages(logging.Handler):
@@ -129,6 +165,8 @@ class _Sink:
         self._console = ctx.console
         self._path = Path(path) if path is not None else None
         self._fd: int | None = None
+        #: A regular file, which a failed write can be cut back in (not a pipe, a device).
+        self._regular = False
         if self._path is not None:
             self._fd = self._open(self._path)
 
@@ -138,7 +176,9 @@ class _Sink:
         except OSError as e:
             raise self._error(e) from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            self._regular = stat.S_ISREG(st.st_mode)
+            size = st.st_size
             if size:
                 # A crash mid-write left a partial last line: cut it off (its item was
                 # never committed, so it comes again).
@@ -156,9 +196,11 @@ class _Sink:
             raise self._error(e) from None
         return fd
 
-    def _error(self, e: OSError) -> CliError:
+    def _error(self, e: OSError, *, batch: bool = False) -> CliError:
+        then = " (the batch in hand is not committed: it comes again next time)" if batch else ""
         return CliError(
-            f"cannot write {self._path}: {e.strerror or type(e).__name__}", ExitCode.LOCAL_FILE
+            f"cannot write {self._path}: {e.strerror or type(e).__name__}{then}",
+            ExitCode.LOCAL_FILE,
         )
 
     def write(self, batch: list[Any]) -> None:
@@ -179,11 +221,18 @@ class _Sink:
             return
         data = memoryview(text.encode("utf-8"))
         try:
+            start = os.fstat(self._fd).st_size if self._regular else 0
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as e:
-            raise self._error(e) from None
+            if self._regular:
+                # Take the batch back out (a full disk leaves part of it written): the
+                # file then ends with the last committed batch, and the restart that
+                # brings this batch again writes it once.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
+            raise self._error(e, batch=True) from None
 
     @property
     def progress_line(self) -> bool:
@@ -208,18 +257,6 @@ class _Sink:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-
-
-def _client(ctx: Context, user_token: str | None) -> tuple[NetrexClient, FileTokenStore | None]:
-    setup = _setup(ctx)
-    if user_token is not None:
-        try:
-            source = StaticToken(user_token)
-        except ValueError as e:
-            raise CliError(f"the user token is not usable: {safe_text(e)}") from None
-        return NetrexClient(source, provider=provider_of(setup.config)), None
-    store = FileTokenStore(setup.token_file)
-    return NetrexClient.from_app(build_app(setup.config, setup.secret), store), store
 
 
 def _epoch(value: Any) -> float | None:
@@ -269,14 +306,23 @@ class _Stats:
 async def cmd_collect(ctx: Context) -> int:
     """Collect until SIGINT or SIGTERM; each batch written and flushed, then committed."""
     args, console = ctx.args, ctx.console
-    query = ctx.stdin.read() if args.query == "-" else args.query
-    if not query.strip():
-        raise CliError("the GraphQL query is empty")
+    query = read_query(ctx, args.query)
     variables = _variables(args.variables)
     if args.page_size_variable is not None and args.page_size is None:
         raise CliError("--page-size-variable needs --page-size")
-    client, store = _client(ctx, _user_token(ctx))
+    checkpoint = open_checkpoint(ctx)
+    try:
+        # Checked before anything is sent or written: the grant goes to its own provider.
+        api = await api_client(ctx, background=True)
+    except BaseException:
+        await checkpoint.aclose()
+        raise
+    client = api.client
     collect_log = logging.getLogger("netrex_async.collect")
+    # The INFO records counted (outages survived) or told (standby, taken over) are made
+    # only where these loggers let INFO through (on stderr, WARNING and above only).
+    noted = _Listening((collect_log, logging.getLogger("netrex_async.stores")), logging.INFO)
+    standby = StandbyNotes(ctx)
     outages = _Outages()
     stats = _Stats(outages, args.time_field)
     loop = asyncio.get_running_loop()
@@ -293,23 +339,22 @@ async def cmd_collect(ctx: Context) -> int:
     reporter: asyncio.Task[None] | None = None
     sink: _Sink | None = None
     try:
-        if store is not None:
-            await _load_token(store, console)
-            check_binding(ctx, _setup(ctx))  # the grant goes to its own provider and app only
         sink = _Sink(ctx, args.out)
+        noted.start()
         collect_log.addHandler(outages)
+        logging.getLogger("netrex_async.stores").addHandler(standby)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, stop.set)
                 handled.append(signum)
         reporter = loop.create_task(summaries())
-        async with client:
+        async with client, checkpoint:
             batches = client.collect(
                 query,
                 items=args.items,
                 cursor=args.cursor,
                 key=args.key,
-                checkpoint=FileCheckpoint(args.checkpoint),
+                checkpoint=checkpoint,
                 every=args.every,
                 variables=variables,
                 page_size=args.page_size,
@@ -323,10 +368,11 @@ async def cmd_collect(ctx: Context) -> int:
         for signum in handled:
             loop.remove_signal_handler(signum)
         collect_log.removeHandler(outages)
+        logging.getLogger("netrex_async.stores").removeHandler(standby)
+        noted.stop()
         if sink is not None:
             sink.close()
-        if store is not None:
-            await store.aclose()
+        await api.aclose()
     if sink is not None and sink.progress_line:
         console.info("")
     console.info(stats.line() + "; stopped cleanly")

@@ -84,7 +84,9 @@ async def run_collect_demo(ctx: Context) -> int:
     except ImportError as e:  # pragma: no cover - depends on the installation
         raise CliError(f"the demo needs the testing extra: {e}") from None
     args, console = ctx.args, ctx.console
-    kills = max(1, args.kills)
+    if not 1 <= args.kills <= 100:
+        raise CliError("--kills must be between 1 and 100")
+    kills: int = args.kills
     rng = random.Random()
     with tempfile.TemporaryDirectory(prefix="netrex-collect-demo-") as tmp:
         folder = Path(tmp)
@@ -96,7 +98,7 @@ async def run_collect_demo(ctx: Context) -> int:
             source = fake.start_events(_RATE)
             console.info(
                 f"A fake provider makes {_RATE:g} camera events/s; `netrex-async collect` "
-                f"follows them and is killed with SIGKILL {kills} times."
+                f"follows them and is killed with SIGKILL {kills} time{'s' if kills != 1 else ''}."
             )
             for n in range(1, kills + 1):
                 proc = await _collector(fake.base_url, token, folder)

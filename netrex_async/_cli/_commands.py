@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import attrs
 
-from .._client import NetrexClient
 from .._errors import GraphQLError, OAuthError, TokenEndpointError, TransportError
-from .._manager import StaticToken, TokenManager
+from .._manager import TokenManager
 from .._oauth import OAuth2Client
 from .._oauth_protocol import OAuth2App
 from .._provider import Provider
@@ -23,164 +18,35 @@ from .._redact import safe_text
 from .._scope import Scope
 from .._stores._file import FileTokenStore, _CorruptFile
 from .._token import Token
+from ._api_client import api_client, read_query
 from ._config import (
     ENV_CLIENT_SECRET,
-    ENV_TOKEN,
-    AppConfig,
     Binding,
     build_app,
-    client_secret,
-    config_path,
-    load_config,
     origin_of,
     provider_of,
-    resolve_config,
     save_config,
     setting_source,
-    token_path,
 )
-from ._exits import CliError, ExitCode, Hints, corrupt_file_advice, describe
+from ._context import Context, Setup, check_binding, load_setup, load_token
+from ._exits import CliError, ExitCode, corrupt_file_advice, describe
 from ._login import (
-    Opener,
     browser_command_opener,
     browser_login,
     paste_login,
     probe_provider,
     system_browser,
 )
-from ._output import Console, format_expiry, json_text
+from ._output import format_expiry, json_text
 
 __all__ = [
     "Context",
-    "check_binding",
     "cmd_login",
     "cmd_query",
     "cmd_refresh",
     "cmd_revoke",
     "cmd_status",
-    "stored_grant_client",
 ]
-
-log = logging.getLogger("netrex_async.cli")
-
-
-@attrs.define
-class Context:
-    """What a command gets: its arguments, environment, terminal, and test hooks."""
-
-    args: argparse.Namespace
-    env: Mapping[str, str]
-    console: Console
-    stdin: TextIO = sys.stdin
-    #: Replaces the browser (tests script it; ``None``: decided by the options).
-    opener: Opener | None = None
-    #: Where settings came from, for advice in the CLI's words (filled in as known).
-    hints: Hints = attrs.field(factory=Hints)
-
-
-@attrs.frozen
-class _Setup:
-    token_file: Path
-    config_file: Path
-    config: AppConfig
-    secret: str | None
-
-
-def _setup(ctx: Context) -> _Setup:
-    path = token_path(ctx.args, ctx.env)
-    cfg_path = config_path(path)
-    config = resolve_config(ctx.args, ctx.env, load_config(cfg_path))
-    secret = client_secret(ctx.args, ctx.env)
-    ctx.console.add_secret(secret)
-    secret_file = getattr(ctx.args, "client_secret_file", None)
-    ctx.hints.secret_from = (
-        f"the file given to --client-secret-file ({secret_file})"
-        if secret_file
-        else ENV_CLIENT_SECRET
-    )
-    log.debug(
-        "settings: token file %s, config file %s, provider %s, client id %s, redirect URI %s, "
-        "grant type %s, credentials in %s, PKCE %s, client secret %s",
-        path,
-        cfg_path,
-        config.provider,
-        config.client_id,
-        config.redirect_uri,
-        config.grant_type_name,
-        config.credentials_in,
-        "on" if config.use_pkce else "off",
-        "set" if secret else "not set",
-        extra={"event": "cli.settings"},
-    )
-    return _Setup(path, cfg_path, config, secret)
-
-
-async def _load_token(store: FileTokenStore, console: Console) -> Token:
-    token = await store.load()
-    if token is None:
-        raise CliError(
-            f"no token is stored in {store.path}: run `netrex-async login` first "
-            "(or pass --token-file / set NETREX_TOKEN_FILE)",
-            ExitCode.AUTH,
-        )
-    console.add_secret(token)
-    return token
-
-
-# -- the binding of the stored grant -------------------------------------------------------
-
-
-def _wanted(setup: _Setup) -> Binding:
-    """Where this command would send the grant (the settings in force)."""
-    provider_of(setup.config)  # refuses a URL with a path, or plain http off loopback
-    if not setup.config.client_id:
-        build_app(setup.config, setup.secret)  # says what to pass
-    assert setup.config.client_id is not None
-    return Binding(setup.config.provider, setup.config.client_id)
-
-
-def check_binding(ctx: Context, setup: _Setup) -> None:
-    """Refuse to send the stored grant anywhere but to the provider and app it belongs to.
-
-    Called after the token is loaded and before anything is sent. With ``--bind``, an
-    unbound grant (a token file written without ``netrex-async login``) is recorded as
-    belonging to the settings in force.
-
-    Raises:
-        CliError: The settings name another provider or client id (exit code 2, nothing
-            was sent), or the grant is unbound and ``--bind`` was not given.
-    """
-    want = _wanted(setup)
-    bound = setup.config.bound
-    if bound is None:
-        if not getattr(ctx.args, "bind", False):
-            raise CliError(
-                f"the token file {setup.token_file} does not record which provider and app "
-                "its grant belongs to (it was not written by `netrex-async login`, or "
-                f"{setup.config_file.name} was removed), so it is sent nowhere: if it belongs "
-                f"to {want.provider} (app {safe_text(want.client_id)}), pass --bind once to "
-                "record that; otherwise run `netrex-async login`"
-            )
-        save_config(setup.config_file, attrs.evolve(setup.config, bound=want))
-        ctx.console.info(
-            f"Recorded: the stored grant belongs to {want.provider} "
-            f"(app {safe_text(want.client_id)})."
-        )
-        return
-    if bound == want:
-        return
-    differs = []
-    if bound.provider != want.provider:
-        differs.append(setting_source(ctx.args, ctx.env, "provider"))
-    if bound.client_id != want.client_id:
-        differs.append(setting_source(ctx.args, ctx.env, "client_id"))
-    raise CliError(
-        f"the stored grant belongs to {bound.provider} (app {safe_text(bound.client_id)}), "
-        f"but {' and '.join(differs)} name{'s' if len(differs) == 1 else ''} "
-        f"{want.provider} (app {safe_text(want.client_id)}); nothing was sent. Drop that "
-        "setting (e.g. unset NETREX_PROVIDER) to use this grant, or use another --token-file "
-        "and `netrex-async login` for the other provider"
-    )
 
 
 def _expiry_line(token: Token) -> str:
@@ -273,7 +139,7 @@ async def _revoke_previous(
 async def cmd_login(ctx: Context) -> int:
     """Authorize the app in a browser (or by pasting), and store the token."""
     args, console = ctx.args, ctx.console
-    setup = _setup(ctx)
+    setup = load_setup(ctx)
     app = build_app(setup.config, setup.secret)
     scopes = _parse_scopes(args.scope, allow_unknown=args.allow_unknown_scope)
     if args.timeout <= 0:
@@ -350,26 +216,30 @@ async def cmd_login(ctx: Context) -> int:
 # -- status -----------------------------------------------------------------------------
 
 
-def _mismatch(ctx: Context, setup: _Setup) -> str | None:
-    """Why query/refresh/revoke would refuse the stored grant with these settings, if so."""
+#: The commands that send the stored grant to its provider.
+_USERS = "query, schema, collect, refresh and revoke"
+
+
+def _mismatch(ctx: Context, setup: Setup) -> str | None:
+    """Why the commands that send the stored grant would refuse it with these settings."""
     bound = setup.config.bound
     if bound is None:
-        return "the token file does not record its provider: query, refresh and revoke need --bind"
+        return f"the token file does not record its provider: {_USERS} need --bind"
     want_provider = origin_of(setup.config.provider)
     if bound.provider != want_provider:
         return (
             f"{setting_source(ctx.args, ctx.env, 'provider')} names {safe_text(want_provider)}: "
-            "query, refresh and revoke refuse to send this grant there"
+            f"{_USERS} refuse to send this grant there"
         )
     if setup.config.client_id and bound.client_id != setup.config.client_id:
         return (
             f"{setting_source(ctx.args, ctx.env, 'client_id')} names app "
-            f"{safe_text(setup.config.client_id)}: query, refresh and revoke refuse this grant"
+            f"{safe_text(setup.config.client_id)}: {_USERS} refuse this grant"
         )
     return None
 
 
-def _status_dict(ctx: Context, setup: _Setup, token: Token | None) -> dict[str, Any]:
+def _status_dict(ctx: Context, setup: Setup, token: Token | None) -> dict[str, Any]:
     now = time.time()
     bound = setup.config.bound if token is not None else None
     out: dict[str, Any] = {
@@ -406,7 +276,7 @@ def _status_dict(ctx: Context, setup: _Setup, token: Token | None) -> dict[str, 
 async def cmd_status(ctx: Context) -> int:
     """Show what is stored, without any secret and without the network."""
     console = ctx.console
-    setup = _setup(ctx)
+    setup = load_setup(ctx)
     async with FileTokenStore(setup.token_file) as store:
         token = await store.load()
     console.add_secret(token)
@@ -443,10 +313,12 @@ async def cmd_status(ctx: Context) -> int:
 async def cmd_refresh(ctx: Context) -> int:
     """Refresh the stored grant now and save the new token."""
     console = ctx.console
-    setup = _setup(ctx)
-    app = build_app(setup.config, setup.secret)
+    setup = load_setup(ctx)
+    provider_of(setup.config)  # a bad URL given is the first thing to fix
     async with FileTokenStore(setup.token_file) as store:
-        token = await _load_token(store, console)
+        # Then the token: with none stored, that is what to fix, not a missing client id.
+        token = await load_token(store, console)
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         if not token.can_refresh:
             raise CliError(
@@ -477,11 +349,12 @@ async def cmd_refresh(ctx: Context) -> int:
 async def cmd_revoke(ctx: Context) -> int:
     """Revoke the stored grant at the provider, then delete the stored token."""
     console = ctx.console
-    setup = _setup(ctx)
-    app = build_app(setup.config, setup.secret)
+    setup = load_setup(ctx)
+    provider_of(setup.config)  # a bad URL given is the first thing to fix
     async with FileTokenStore(setup.token_file) as store:
         try:
-            token = await _load_token(store, console)
+            # Then the token: with none stored, that is what to fix, not a missing client id.
+            token = await load_token(store, console)
         except _CorruptFile as e:
             if not ctx.args.force:
                 raise
@@ -492,6 +365,7 @@ async def cmd_revoke(ctx: Context) -> int:
             await _clear(ctx, setup, store)
             console.print(f"Deleted the corrupt token file {setup.token_file}.")
             return ExitCode.OK
+        app = build_app(setup.config, setup.secret, login=False)
         check_binding(ctx, setup)
         try:
             async with OAuth2Client(app) as oauth:
@@ -510,37 +384,20 @@ async def cmd_revoke(ctx: Context) -> int:
     return ExitCode.OK
 
 
-async def _clear(ctx: Context, setup: _Setup, store: FileTokenStore) -> None:
+async def _clear(ctx: Context, setup: Setup, store: FileTokenStore) -> None:
     """Delete the stored token, and its binding (a later token file is bound by its login)."""
     async with store.lock():
         await store.clear()
     _unbind(setup)
 
 
-def _unbind(setup: _Setup) -> None:
+def _unbind(setup: Setup) -> None:
     """Forget where the stored grant belongs (before the token file changes)."""
     if setup.config_file.exists():  # without one, nothing is bound
         save_config(setup.config_file, attrs.evolve(setup.config, bound=None))
 
 
 # -- query ------------------------------------------------------------------------------
-
-
-def _user_token(ctx: Context) -> str | None:
-    value = ctx.args.user_token
-    source = "--user-token"
-    if value == "-":
-        value = ctx.stdin.readline().strip()
-        if not value:
-            raise CliError("--user-token -: nothing was read from stdin (pipe the token in)")
-    if value is None:
-        value = ctx.env.get(ENV_TOKEN) or None
-        source = ENV_TOKEN
-    ctx.console.add_secret(value)
-    if value is None:
-        return None
-    ctx.hints.user_token_from = source
-    return str(value)
 
 
 def _variables(text: str | None) -> dict[str, Any] | None:
@@ -558,31 +415,11 @@ def _variables(text: str | None) -> dict[str, Any] | None:
 async def cmd_query(ctx: Context) -> int:
     """Run a GraphQL operation; print its data as JSON."""
     args, console = ctx.args, ctx.console
-    query = args.query
-    if query == "-" and args.user_token == "-":
-        raise CliError(
-            "the query (GRAPHQL -) and --user-token - cannot both be read from stdin: put "
-            f"the token in {ENV_TOKEN}, or pass the query as an argument"
-        )
-    if query == "-":
-        query = ctx.stdin.read()
-    if not query.strip():
-        raise CliError("the GraphQL query is empty")
+    query = read_query(ctx, args.query)
     variables = _variables(args.variables)
-    user_token = _user_token(ctx)
-    setup = _setup(ctx)
-    client: NetrexClient
-    store: FileTokenStore | None = None
-    if user_token is not None:
-        try:
-            source = StaticToken(user_token)
-        except ValueError as e:
-            raise CliError(f"the user token is not usable: {safe_text(e)}") from None
-        client = NetrexClient(source, provider=provider_of(setup.config))
-    else:
-        client, store = await stored_grant_client(ctx, setup)
+    api = await api_client(ctx)
     try:
-        async with client:
+        async with api as client:
             data = await client.graphql(query, variables, operation_name=args.operation_name)
     except GraphQLError as e:
         if e.data is not None:
@@ -590,34 +427,8 @@ async def cmd_query(ctx: Context) -> int:
         for error in e.errors:
             console.error(f"GraphQL: {_graphql_error_text(error)}")
         return ExitCode.API_ERROR
-    finally:
-        if store is not None:
-            await store.aclose()
     console.print(json_text(data, indent=None if args.compact else 2))
     return ExitCode.OK
-
-
-async def stored_grant_client(
-    ctx: Context, setup: _Setup | None = None
-) -> tuple[NetrexClient, FileTokenStore]:
-    """A client for the stored grant, once its binding is checked (nothing sent before).
-
-    For every command that uses the stored grant (query, and the like). The caller
-    closes the client, then the store.
-
-    Raises:
-        CliError: No token is stored, or the settings name another provider or app.
-    """
-    setup = setup or _setup(ctx)
-    app: OAuth2App = build_app(setup.config, setup.secret)
-    store = FileTokenStore(setup.token_file)
-    try:
-        await _load_token(store, ctx.console)
-        check_binding(ctx, setup)
-    except BaseException:
-        await store.aclose()
-        raise
-    return NetrexClient.from_app(app, store, background=False), store
 
 
 def _graphql_error_text(error: Mapping[str, Any]) -> str:

@@ -300,14 +300,27 @@ def client_secret(args: argparse.Namespace, env: Mapping[str, str]) -> str | Non
 
 
 def check_provider_url(url: str) -> None:
-    """Refuse a provider URL with a path: the endpoint paths are added to the base URL.
+    """Refuse a provider URL with a path (the endpoint paths are added to the base URL), or
+    without a scheme (``system2.netrex.cz``, as the provider's pages write it).
 
     Raises:
-        CliError: ``url`` has a path, like ``https://system2.netrex.cz/api/graphql.php``
-            (exit code 2).
+        CliError: ``url`` has a path, like ``https://system2.netrex.cz/api/graphql.php``,
+            or no scheme (exit code 2).
     """
+    text = str(url).strip()
+    if text and "://" not in text:
+        try:
+            guess = URL(f"https://{text}")
+            like = str(guess.origin()) if guess.host and " " not in text else DEFAULT_BASE_URL
+        except ValueError:
+            like = DEFAULT_BASE_URL
+        shown, like = safe_text(url, limit=200), safe_text(like, limit=200)
+        raise CliError(
+            f"the provider URL {shown} has no scheme: give the whole base URL, like {like} "
+            f"(--provider, {ENV_PROVIDER})"
+        )
     try:
-        parsed = URL(str(url).strip())
+        parsed = URL(text)
     except (TypeError, ValueError):
         return  # Provider() says what is wrong with it
     if parsed.path not in ("", "/"):
@@ -332,8 +345,15 @@ def provider_of(config: AppConfig) -> Provider:
         raise CliError(f"invalid provider URL: {safe_text(e)}") from None
 
 
-def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
+#: The redirect URI of an app that only refreshes and revokes, which send none (OAuth2App
+#: wants one): a token file written by the library and bound with --bind has no saved one.
+_NOT_SENT_REDIRECT_URI = "http://127.0.0.1/"
+
+
+def build_app(config: AppConfig, secret: str | None, *, login: bool = True) -> OAuth2App:
     """The :class:`OAuth2App` for these settings.
+
+    ``login=False``: for refreshing and revoking only, which need no redirect URI.
 
     Raises:
         CliError: The client id or redirect URI is missing or invalid (exit code 2).
@@ -343,7 +363,8 @@ def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
             f"no client id: pass --client-id or set {ENV_CLIENT_ID} "
             "(later commands reuse what login saved)"
         )
-    if not config.redirect_uri:
+    redirect_uri = config.redirect_uri or (None if login else _NOT_SENT_REDIRECT_URI)
+    if not redirect_uri:
         raise CliError(
             "no redirect URI: pass --redirect-uri or set "
             f"{ENV_REDIRECT_URI} to one registered for the app"
@@ -353,7 +374,7 @@ def build_app(config: AppConfig, secret: str | None) -> OAuth2App:
         return OAuth2App(
             client_id=config.client_id,
             client_secret=secret,
-            redirect_uri=config.redirect_uri,
+            redirect_uri=redirect_uri,
             provider=provider,
             grant_type_name=cast(
                 Literal["authorization_code", "auth_code"], config.grant_type_name

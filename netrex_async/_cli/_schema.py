@@ -11,14 +11,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .._client import NetrexClient
 from .._errors import ExtraRequired
-from .._manager import StaticToken
-from .._redact import safe_text
 from .._schema_fetch import INSTALL_HINT
-from .._stores._file import FileTokenStore
-from ._commands import Context, _setup, _user_token, stored_grant_client
-from ._config import provider_of
+from ._api_client import add_user_token_option, api_client
+from ._context import Context
 from ._exits import CliError, ExitCode
 from ._output import json_text
 
@@ -55,31 +51,15 @@ def add_schema_parser(
         action="store_true",
         help="the introspection result as JSON (what ariadne-codegen and gql also read)",
     )
-    schema.add_argument(
-        "--user-token",
-        metavar="TOKEN",
-        help="use this user token (web UI, </> API) instead of the stored grant; - reads it "
-        "from stdin. Prefer $NETREX_TOKEN: a command line is visible to other users",
-    )
+    add_user_token_option(schema)
 
 
 async def cmd_schema(ctx: Context) -> int:
     """Fetch the schema; print it or write it to ``--output``."""
     args, console = ctx.args, ctx.console
-    user_token = _user_token(ctx)
-    setup = _setup(ctx)
-    store: FileTokenStore | None = None
-    if user_token is not None:
-        try:
-            source = StaticToken(user_token)
-        except ValueError as e:
-            raise CliError(f"the user token is not usable: {safe_text(e)}") from None
-        client = NetrexClient(source, provider=provider_of(setup.config))
-    else:
-        # The grant goes to the provider and app it belongs to only (check_binding).
-        client, store = await stored_grant_client(ctx, setup)
+    api = await api_client(ctx)
     try:
-        async with client:
+        async with api as client:
             if args.json:
                 text = json_text(await client.schema(as_json=True)) + "\n"
             else:
@@ -89,9 +69,6 @@ async def cmd_schema(ctx: Context) -> int:
             "printing the schema as SDL needs graphql-core, which is not installed: "
             f"{INSTALL_HINT}; or run `netrex-async schema --json` for the introspection JSON"
         ) from None
-    finally:
-        if store is not None:
-            await store.aclose()
     if args.output is None:
         if console.is_tty():
             text = _UNSAFE_ON_TTY.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

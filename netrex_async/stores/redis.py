@@ -1,9 +1,12 @@
 """RedisTokenStore: one grant shared by a fleet of processes on many hosts.
 
-Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'``.
+Needs the ``redis`` extra: ``pip install 'netrex-async[redis]'`` (in a clone of the
+repository: ``pip install -e '.[redis]'``).
 """
 
 from __future__ import annotations
+
+from .._errors import ClosedError, ExtraRequired, TokenStoreError, install_hint
 
 try:
     import redis.asyncio as aioredis
@@ -18,9 +21,11 @@ try:
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import LockNotOwnedError, RedisError
 except ImportError as e:  # pragma: no cover - tested in a subprocess without redis
-    raise ImportError(
+    raise ExtraRequired(
         "netrex_async.stores.redis needs redis-py, which is not installed: "
-        "pip install 'netrex-async[redis]'"
+        + install_hint("redis"),
+        extra="redis",
+        name="redis",
     ) from e
 
 import asyncio
@@ -42,7 +47,6 @@ from .._checkpoints import (
     parse_checkpoint,
     standby,
 )
-from .._errors import ClosedError, TokenStoreError
 from .._lifecycle import AsyncClosing
 from .._log import stores as log
 from .._redact import safe_text, scrub
@@ -806,6 +810,19 @@ class _CheckpointRedis(RedisTokenStore):
             store=self.description,
         )
 
+    def _lost_error(self, reason: str) -> CheckpointLost:
+        log.warning(
+            "the checkpoint's lock was lost (%s); not delivering or committing",
+            reason,
+            extra={"event": "checkpoint.lost", "store": self.description},
+        )
+        return CheckpointLost(
+            f"the lock on checkpoint in Redis {self.description} (lock key "
+            f"{self.lock_key}) was lost: {reason}; another collector may have taken over, "
+            "so nothing was committed and no more batches are delivered",
+            store=self.description,
+        )
+
 
 class RedisCheckpoint(AsyncClosing):
     """A collector's cursor in a Redis key, with a leased lock shared by a fleet.
@@ -818,7 +835,10 @@ class RedisCheckpoint(AsyncClosing):
     (trying again through Redis outages) and takes over at most a lease after the active
     one died or hung. Every commit is fenced: one ``EVAL`` sets the cursor only while the
     lock still holds this holder's owner token, so a collector whose lease was lost never
-    writes (:class:`CheckpointLost`, and the collector stops). A corrupt value is a
+    writes (:class:`CheckpointLost`, and the collector stops); and before each batch is
+    handed to the caller, :meth:`check_lease` confirms (and renews) the lease in one round
+    trip, so a collector that was paused or cut off from Redis longer than the lease does
+    not deliver a batch the collector that took over may be delivering too. A corrupt value is a
     :class:`TokenStoreError` naming the key, never a restart from the beginning.
 
     Args:
@@ -903,7 +923,7 @@ class RedisCheckpoint(AsyncClosing):
             await store._call("write", store._client.set, store.key, value)
             return
         if hold.lost is not None:
-            raise self._lost(hold.lost)
+            raise store._lost_error(hold.lost)
         client = store._client
         written = await store._call(
             "write", client.eval, _FENCED_SET, 2, store.lock_key, store.key, hold.owner, value
@@ -912,19 +932,24 @@ class RedisCheckpoint(AsyncClosing):
             reason = "the lock key is gone or holds another owner's token"
             if hold.lost is None:
                 hold.lost = reason
-            raise self._lost(reason)
+            raise store._lost_error(reason)
 
-    def _lost(self, reason: str) -> CheckpointLost:
-        log.warning(
-            "the checkpoint's lock was lost (%s); not committing",
-            reason,
-            extra={"event": "checkpoint.lost", "store": self.description},
-        )
-        return CheckpointLost(
-            f"the lock on checkpoint in Redis {self.description} was lost: {reason}; "
-            "another collector may have taken over, so nothing was committed",
-            store=self.description,
-        )
+    async def check_lease(self) -> None:
+        """Make sure this collector still holds the lock, and renew its lease; one round
+        trip (:meth:`RedisTokenStore.check_lease`).
+
+        :meth:`NetrexClient.collect` calls it before it hands its caller a batch: a
+        collector that was paused or cut off from Redis longer than the lease (and whose
+        batch another collector may be delivering already) ends instead.
+
+        Raises:
+            CheckpointLost: The lease was lost (the lock expired, was deleted or is
+                another collector's; Redis could not be reached before it ran out).
+            TokenStoreError: It cannot be confirmed now (Redis away, the lease not run
+                out yet), or no lock is held.
+            ClosedError: The checkpoint was closed.
+        """
+        await self._store.check_lease()
 
     async def clear(self) -> None:
         """Delete the cursor: the next collector starts at the beginning.

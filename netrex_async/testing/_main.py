@@ -45,23 +45,56 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--host", type=_loopback, default="127.0.0.1", help="a loopback address")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-    p.add_argument("--client-secret", default=None, help="default: random")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="port (default: a free one)")
+    p.add_argument(
+        "--client-id",
+        default=DEFAULT_CLIENT_ID,
+        metavar="ID",
+        help=f"the app's client id (default: {DEFAULT_CLIENT_ID})",
+    )
+    p.add_argument(
+        "--client-secret",
+        default=None,
+        metavar="SECRET",
+        help="its client secret (default: random)",
+    )
     p.add_argument(
         "--redirect-uri",
         action="append",
         default=None,
+        metavar="URI",
         help=f"a registered redirect URI; repeatable (default: {DEFAULT_REDIRECT_URI})",
     )
     p.add_argument(
-        "--expires-in", type=_seconds, default=3600.0, help="access token lifetime, seconds"
+        "--expires-in",
+        type=_seconds,
+        default=3600.0,
+        metavar="S",
+        help="access token lifetime, seconds (default: 3600)",
     )
     p.add_argument("--no-rotate", action="store_true", help="keep refresh tokens across refreshes")
-    p.add_argument("--no-reuse-detection", action="store_true")
-    p.add_argument("--accept-params-in", choices=("query", "body", "either"), default="either")
-    p.add_argument("--consent", choices=("approve", "deny"), default="approve")
-    p.add_argument("--require-pkce", action="store_true")
+    p.add_argument(
+        "--no-reuse-detection",
+        action="store_true",
+        help="do not revoke a grant whose rotated-out refresh token comes back",
+    )
+    p.add_argument(
+        "--accept-params-in",
+        choices=("query", "body", "either"),
+        default="either",
+        help="where the token endpoint reads its parameters (default: either)",
+    )
+    p.add_argument(
+        "--consent",
+        choices=("approve", "deny"),
+        default="approve",
+        help="what the simulated user answers at /oauth2/auth (default: approve)",
+    )
+    p.add_argument(
+        "--require-pkce",
+        action="store_true",
+        help="refuse authorization requests without a PKCE challenge",
+    )
     p.add_argument(
         "--no-cache",
         action="store_true",

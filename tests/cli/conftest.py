@@ -8,10 +8,12 @@ own stdout, stderr, stdin and environment, so nothing of the developer's environ
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import queue
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from _redis_server import redis_server  # noqa: F401  (a fixture: a Redis of the test's own)
 from yarl import URL
 
 from netrex_async import set_testing
@@ -191,3 +194,42 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETREX_")}
     env.update(extra)
     return env
+
+
+async def spawn_cli(fake: FakeNetrex, args: list[str], **env: str) -> asyncio.subprocess.Process:
+    """``netrex-async ARGS`` as a process with a user token of ``fake`` (its provider set
+    by the environment, plus ``env``), stdout and stderr piped."""
+    token = fake.issue_token(("read",))
+    environment = clean_env(NETREX_PROVIDER=fake.base_url, NETREX_TOKEN=token.access_token, **env)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "netrex_async",
+        *args,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def api_command_argv(command: str, tmp_path: Path) -> list[str]:
+    """Arguments that make ``query``, ``schema`` or ``collect`` call the API (a collect's
+    checkpoint and output in ``tmp_path``)."""
+    if command == "query":
+        return ["query", "{me{name}}"]
+    if command == "schema":
+        return ["schema", "--json"]
+    return [
+        "collect",
+        "query($after: ID) { events(afterId: $after) { id type } }",
+        "--items",
+        "events",
+        "--cursor",
+        "after",
+        "--key",
+        "id",
+        "--checkpoint",
+        str(tmp_path / "events.checkpoint"),
+        "--out",
+        str(tmp_path / "events.jsonl"),
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp.web
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from netrex_async import FileTokenStore, Token
 from netrex_async.testing import FakeNetrex
 
-from .conftest import Browser, Cli
+from .conftest import Browser, Cli, api_command_argv
 
 
 class Recorder:
@@ -200,3 +201,40 @@ async def test_revoke_forgets_the_binding(cli: Cli, fake: FakeNetrex, browser: B
     # A token file that appears later is not taken for the revoked grant's.
     await FileTokenStore(cli.token_file).save(fake.issue_token(("read",)))
     assert (await cli("query", "{me{name}}")).code == 2
+
+
+@pytest.mark.parametrize("command", ["schema", "collect"])
+async def test_schema_and_collect_send_the_grant_nowhere_else_either(
+    cli: Cli,
+    fake: FakeNetrex,
+    browser: Browser,
+    provider_b: Recorder,
+    tmp_path: Path,
+    command: str,
+) -> None:
+    # query, schema and collect build their client one way: the same refusal for each.
+    argv = api_command_argv(command, tmp_path)
+    await cli.login(browser)
+    calls = dict(fake.counters.requests)
+    for flag, value in (("--provider", provider_b.base_url), ("--client-id", "another-app-id")):
+        result = await cli(*argv, flag, value)
+        assert result.code == 2, result.text
+        line = _one_error_line(result.err)
+        assert flag in line and value in line and "nothing was sent" in line
+        assert result.out == ""
+    assert provider_b.requests == []
+    assert dict(fake.counters.requests) == calls
+    # Refused before anything was written, too (collect's --out and --checkpoint).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["netrex"]
+
+
+@pytest.mark.parametrize("command", ["schema", "collect"])
+async def test_schema_and_collect_need_bind_for_an_unbound_grant(
+    cli: Cli, fake: FakeNetrex, tmp_path: Path, command: str
+) -> None:
+    await FileTokenStore(cli.token_file).save(fake.issue_token(("read",)))
+    result = await cli(*api_command_argv(command, tmp_path))
+    assert result.code == 2
+    assert "--bind" in _one_error_line(result.err)
+    assert fake.counters.api_calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["netrex"]

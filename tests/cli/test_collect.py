@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from cli.conftest import Cli, clean_env
+from cli.conftest import Cli, clean_env, spawn_cli
 from netrex_async import FileCheckpoint
-from netrex_async.testing import FakeNetrex
+from netrex_async.testing import FakeNetrex, Fault
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals")
 
@@ -47,18 +47,7 @@ def argv(checkpoint: Path, *extra: str) -> list[str]:
     ]
 
 
-async def start(fake: FakeNetrex, args: list[str]) -> asyncio.subprocess.Process:
-    token = fake.issue_token(("read",))
-    env = clean_env(NETREX_PROVIDER=fake.base_url, NETREX_TOKEN=token.access_token)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "netrex_async",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+start = spawn_cli
 
 
 def lines_of(path: Path) -> list[dict[str, Any]]:
@@ -235,3 +224,27 @@ def test_a_terminal_gets_a_progress_line_unless_the_items_go_there(tmp_path: Pat
     assert not sink(_Tty(), _Tty(), None).progress_line  # the items are on that terminal
     assert sink(io.StringIO(), _Tty(), None).progress_line  # items piped, stderr a terminal
     assert not sink(io.StringIO(), io.StringIO(), None).progress_line
+
+
+@pytest.mark.slow
+async def test_summaries_count_the_outages_the_process_survived(tmp_path: Path) -> None:
+    checkpoint, out = tmp_path / "events.checkpoint", tmp_path / "events.jsonl"
+    async with FakeNetrex() as fake:
+        fake.inject("graphql", Fault.status(500), times=None)  # down from the start
+        proc = await start(fake, argv(checkpoint, "--out", str(out), "--summary-every", "0.2"))
+        assert proc.stderr is not None
+        said: list[str] = []
+
+        async def until(text: str) -> None:
+            async with asyncio.timeout(BOUND):
+                while not said or text not in said[-1]:
+                    said.append((await proc.stderr.readline()).decode())
+                    assert said[-1], f"ended before {text!r}: {said}"
+
+        await until("collect: query failed")
+        fake.clear_faults()  # up again
+        await until("1 outages survived")
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), BOUND)
+        assert proc.returncode == 0, err.decode()
+    assert "1 outages survived; stopped cleanly" in err.decode()

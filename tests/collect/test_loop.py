@@ -312,3 +312,70 @@ async def test_commit_acknowledges_the_batch_in_hand_at_once() -> None:
     assert checkpoint.cursor == "10"
     async with run(api, checkpoint, page_size=10, page_size_variable="limit") as batches:
         assert ids(await anext(batches))[0] == 11
+
+
+class LeasedCheckpoint(MemoryCheckpoint):
+    """A memory checkpoint whose lock has a lease, like a Redis one: ``check_lease()``
+    raises what is queued (a lost lease stays lost), and records when it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = False
+        self.unconfirmed: collections.deque[BaseException] = collections.deque()
+        self.checks: list[float] = []
+
+    async def check_lease(self) -> None:
+        self.checks.append(round(asyncio.get_running_loop().time(), 3))
+        await asyncio.sleep(0.01)  # one round trip
+        if self.unconfirmed:
+            raise self.unconfirmed.popleft()
+        if self.lost:
+            raise CheckpointLost("the lease ran out; another collector took over", store="x")
+
+
+async def test_a_lease_lost_during_the_query_ends_the_loop_before_the_batch_is_delivered() -> None:
+    api = Api(30)
+    checkpoint = LeasedCheckpoint()
+    delivered: list[list[int]] = []
+    with pytest.raises(CheckpointLost):
+        async with run(api, checkpoint, page_size=10, page_size_variable="limit") as batches:
+            async for batch in batches:
+                delivered.append(ids(batch))
+                # While the next page is asked for, the lease runs out (a pause, Redis
+                # cut off): another collector has taken over and delivers 11..20 itself.
+                asyncio.get_running_loop().call_later(
+                    LATENCY / 2, setattr, checkpoint, "lost", True
+                )
+                if len(delivered) == 3:
+                    break  # (without the lease check, 11..20 and 21..30 came too)
+    assert delivered == [list(range(1, 11))]  # 11..20 never handed out by this one
+    assert checkpoint.cursor == "10"  # committed before the lease was lost
+    # Checked after each answer, before each batch: at 0.1 s, then at 0.21 s.
+    assert checkpoint.checks == [0.1, 0.21]
+    assert api.times() == [0.0, 0.11]
+
+
+async def test_a_lease_that_cannot_be_confirmed_is_retried_before_the_batch_is_delivered(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_collect.random, "uniform", lambda low, high: high)
+    api = Api(5)
+    checkpoint = LeasedCheckpoint()
+    checkpoint.unconfirmed.extend(TokenStoreError("Redis away", store="x") for _ in range(2))
+    caplog.set_level(logging.INFO, "netrex_async.collect")
+    async with run(api, checkpoint, every=0.5) as batches:
+        batch = await anext(batches)
+        delivered_at = round(asyncio.get_running_loop().time(), 3)
+    assert ids(batch) == [1, 2, 3, 4, 5]
+    # Each check takes 0.01 s; the pauses are 0.5 s then 1 s (min(every, 1) doubling).
+    assert checkpoint.checks == [0.1, 0.61, 1.62]
+    assert delivered_at == 1.63
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events.count("collect_lease_failed") == 2 and "collect_lease_recovered" in events
+    # Unconfirmed, then known lost (the lease ran out meanwhile): nothing delivered.
+    checkpoint.unconfirmed.append(TokenStoreError("Redis away", store="x"))
+    checkpoint.lost = True
+    async with run(api, checkpoint, every=0.5) as batches:
+        with pytest.raises(CheckpointLost):
+            await anext(batches)
+    assert len(checkpoint.checks) == 5

@@ -10,15 +10,13 @@ holding the newest token once it can be written again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from _redis_server import REDIS_SERVER, RedisServer
+from _tmpfs import fill
 from hardening._helpers import app_for
 
 from netrex_async import (
@@ -41,38 +39,6 @@ async def _fake() -> AsyncIterator[FakeNetrex]:
         expires_in=LIFETIME, rotate_refresh_tokens=True, reuse_detection=True
     ) as fake:
         yield fake
-
-
-@pytest.fixture(name="small_disk")
-def _small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, mounted for this test (needs root; skipped otherwise)."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(where)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte; returns the filler file."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1024, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def _calls(client: NetrexClient, seconds: float, tasks: int = 10) -> list[object]:
@@ -121,7 +87,7 @@ async def test_full_disk_during_refreshes_keeps_the_grant(fake, small_disk):
     await store.save(fake.issue_token(expires_in=LIFETIME))
     async with store.lock():
         pass  # the lock file exists before the disk fills up
-    filler = _fill(small_disk)
+    filler = fill(small_disk)
     async with (
         OAuth2Client(app_for(fake)) as oauth,
         TokenManager(oauth, store, save_timeout=2) as manager,

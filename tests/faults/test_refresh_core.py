@@ -9,6 +9,7 @@ every call ended within its bound, every error was a NetrexError.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from netrex_async import (
     TokenManager,
     TokenStoreError,
 )
+from netrex_async._manager import _settle_bounded
 
 from ._parts import FaultyStore, LeasedStore, RotatingProvider, callers, virtual_wall
 
@@ -42,10 +44,7 @@ async def _settle(m: TokenManager) -> None:
 # -- 1. a failed save after a successful rotation must not kill the grant ---------------
 
 
-# (Saves that hang are covered by the aclose tests below; a variant of this test with
-# hanging saves ran slowly at random under looptime, stepping in real time: see the
-# closing note of this round.)
-@pytest.mark.parametrize("fault", ["fail"])
+@pytest.mark.parametrize("fault", ["fail", "hang"])
 async def test_failed_saves_after_rotation_keep_the_grant(fault):
     oauth = RotatingProvider(lifetime=60)
     store = FaultyStore(oauth.first())
@@ -65,6 +64,44 @@ async def test_failed_saves_after_rotation_keep_the_grant(fault):
     assert oauth.calls >= 5
     stored = await store.load()
     assert stored is not None and stored.refresh_token == oauth.current.refresh_token
+
+
+async def test_a_bounded_wait_for_a_hung_save_ends_on_a_virtual_clock(monkeypatch):
+    # The hanging-saves case above, made certain: a save cut by the retry deadline is
+    # waited for until its own bound. looptime's clock sits on a microsecond grid and
+    # stands still while callbacks run, and asyncio runs a timer up to its clock
+    # resolution early: a wait "until loop.time() reaches the deadline" whose deadline
+    # falls between two grid points waits its last 1e-14 s again and again, for ever
+    # (the variant above hung so at random, about one run in four).
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(60.172806)  # on the grid...
+    limit = 5.0
+    assert loop.time() + limit > round(loop.time() + limit, 6)  # ...the deadline is not
+    waits = 0
+    wait = asyncio.wait
+
+    async def counted(*args: Any, **kw: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        assert waits < 50, "the bounded wait spins on a clock that stands still"
+        return await wait(*args, **kw)
+
+    monkeypatch.setattr(asyncio, "wait", counted)
+    hung = asyncio.create_task(asyncio.Event().wait())
+    started = loop.time()
+    await _settle_bounded({hung}, limit)
+    assert loop.time() - started == pytest.approx(limit, abs=1e-5)
+    assert waits == 1 and not hung.done()
+    # Poked (cancelled) meanwhile, it still waits out its bound, then passes the
+    # cancellation on.
+    waiter = asyncio.create_task(_settle_bounded({hung}, limit))
+    await asyncio.sleep(1)
+    waiter.cancel()
+    started = loop.time()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert loop.time() - started == pytest.approx(limit - 1, abs=1e-5)
+    hung.cancel()
 
 
 async def test_the_old_refresh_token_is_never_presented_while_a_save_fails():

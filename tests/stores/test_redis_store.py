@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -242,6 +243,34 @@ def test_importing_without_redis_says_how_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     assert "pip install 'netrex-async[redis]'" in out
+
+
+def test_without_redis_the_error_is_extra_required_with_the_clone_install_too(
+    tmp_path: Path,
+) -> None:
+    # Like every missing extra (graphql, testing): from an index, or from a clone.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from netrex_async import NetrexError\n"
+        "from netrex_async._errors import ExtraRequired\n"
+        "try:\n"
+        "    import netrex_async.stores.redis\n"
+        "except ImportError as e:\n"
+        "    assert isinstance(e, ExtraRequired) and isinstance(e, NetrexError), type(e)\n"
+        "    print(e.extra, e.name)\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd=tmp_path,  # the installed package, not one in the current folder
+    ).stdout
+    assert out.splitlines()[0] == "redis redis"
+    assert "pip install 'netrex-async[redis]'" in out
+    assert "in a clone of the repository: pip install -e '.[redis]'" in out
 
 
 @pytest.mark.asyncio

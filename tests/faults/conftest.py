@@ -1,0 +1,3 @@
+"""Fixtures of the fault suite."""
+
+from _tmpfs import small_disk  # noqa: F401  (a fixture: a tiny tmpfs to fill)
