@@ -57,7 +57,9 @@ def plot_overhead(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> N
     names += sorted({n for c in concurrencies for n in summary[c]} - {*names, "raw-aiohttp"})
     # One panel per concurrency, stacked: the page is narrow, a reader scrolls.
     fig, axes = plt.subplots(
-        len(concurrencies), 1, figsize=(7.5, (0.34 * len(names) + 0.75) * len(concurrencies) + 0.9),
+        len(concurrencies),
+        1,
+        figsize=(7.5, (0.34 * len(names) + 0.75) * len(concurrencies) + 0.9),
         sharex=True,
     )
     if len(concurrencies) == 1:
@@ -74,14 +76,32 @@ def plot_overhead(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> N
             ax.barh(row, ratio, color=colour, height=0.62)
             if "ratio_min" in figures and "ratio_max" in figures:
                 low, high = float(figures["ratio_min"]), float(figures["ratio_max"])
-                ax.errorbar(ratio, row, xerr=[[ratio - low], [high - ratio]], fmt="none",
-                            ecolor="#424242", capsize=3, linewidth=1)
+                ax.errorbar(
+                    ratio,
+                    row,
+                    xerr=[[ratio - low], [high - ratio]],
+                    fmt="none",
+                    ecolor="#424242",
+                    capsize=3,
+                    linewidth=1,
+                )
             # The figures in a column right of the 1.0 line, where no line crosses them.
-            ax.text(1.04, row, f"{ratio:.2f}", va="center", fontsize=9,
-                    fontweight="bold" if name in OURS else "normal")
+            ax.text(
+                1.04,
+                row,
+                f"{ratio:.2f}",
+                va="center",
+                fontsize=9,
+                fontweight="bold" if name in OURS else "normal",
+            )
         ax.axvline(1.0, color="#424242", linewidth=1)
-        ax.axvline(TARGET, color="#c62828", linewidth=1.2, linestyle="--",
-                   label=f"target: {TARGET:.2f} of raw aiohttp")
+        ax.axvline(
+            TARGET,
+            color="#c62828",
+            linewidth=1.2,
+            linestyle="--",
+            label=f"target: {TARGET:.2f} of raw aiohttp",
+        )
         raw = per.get("raw-aiohttp", {}).get("throughput")
         title = f"concurrency {conc}"
         if raw:
