@@ -20,18 +20,87 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from ._checkpoints import Checkpoint, CheckpointLost, check_cursor
 from ._errors import ApiError, ClosedError, NetrexError, ReauthorizationRequired, TokenStoreError
 from ._lifecycle import AsyncClosing
+from ._operation import declared_variables
 from ._redact import safe_text
 
 if TYPE_CHECKING:
     from ._client import NetrexClient
 
-__all__ = ["Collection", "collect"]
+__all__ = ["Collection", "check_variables", "collect"]
 
 log = logging.getLogger("netrex_async.collect")
 
 
 class _BadShape(ApiError):
-    """The answer holds no list of items with a usable key where the caller said."""
+    """The answer holds no list of items with a usable key where the caller said.
+
+    Attributes:
+        detail: What is wrong, without the argument's name.
+        argument: The argument of :meth:`NetrexClient.collect` to look at (``items``,
+            ``key``): the CLI names its own option instead.
+    """
+
+    def __init__(self, detail: str, *, argument: str) -> None:
+        super().__init__(f"{detail} ({argument}=)", status=200)
+        self.detail = detail
+        self.argument = argument
+
+
+class _Undeclared(NetrexError, ValueError):
+    """The query does not declare the cursor (or page-size) variable it is to be sent.
+
+    The provider ignores a variable the query does not declare, so every page would be
+    the first one again: a collector that delivers the same items for ever.
+
+    Attributes:
+        detail: What is wrong and what fixes it, without the argument's name.
+        argument: ``cursor`` or ``page_size_variable``.
+    """
+
+    def __init__(self, detail: str, *, argument: str) -> None:
+        super().__init__(f"{detail} ({argument}=)")
+        self.detail = detail
+        self.argument = argument
+
+
+def check_variables(
+    query: str, *, cursor: str, page_size_variable: str | None, operation_name: str | None
+) -> None:
+    """Refuse a query that does not declare ``$cursor`` (or ``$page_size_variable``).
+
+    A query this module cannot read (see :func:`declared_variables`) is left to the
+    provider, whose answer says what is wrong with it.
+
+    Raises:
+        ValueError: The variable is not declared (a :class:`NetrexError` too).
+    """
+    declared = declared_variables(query, operation_name)
+    if declared is None:
+        return
+    if cursor not in declared:
+        raise _Undeclared(
+            f"collect: the query does not declare the cursor variable ${cursor}, so the "
+            "provider would ignore it and answer the first page again and again; declare "
+            f"it and pass it to the list (query(${cursor}: ID) {{ events(afterId: "
+            f"${cursor}) {{ ... }} }}), or name the variable the query declares"
+            + _declared(declared),
+            argument="cursor",
+        )
+    if page_size_variable is not None and page_size_variable not in declared:
+        raise _Undeclared(
+            "collect: the query does not declare the page-size variable "
+            f"${page_size_variable}, so the provider would ignore it and pages would not "
+            "hold the page size asked for; declare it and pass it to the list's limit "
+            f"(query(${page_size_variable}: Int) {{ events(limit: ${page_size_variable}) "
+            "{ ... } }), or name the variable the query declares" + _declared(declared),
+            argument="page_size_variable",
+        )
+
+
+def _declared(declared: frozenset[str]) -> str:
+    if not declared:
+        return "; it declares no variable"
+    return "; it declares " + ", ".join(f"${name}" for name in sorted(declared))
 
 
 def _backoff(failures: int, base: float, cap: float) -> float:
@@ -45,13 +114,14 @@ def _items_at(data: Any, path: tuple[str, ...], dotted: str) -> list[Any]:
     for part in path:
         if not isinstance(value, dict) or part not in value:
             raise _BadShape(
-                f"collect: the answer's data has nothing at {dotted!r} (items=)", status=200
+                f"collect: the answer's data has nothing at {dotted!r}",
+                argument="items",
             )
         value = value[part]
     if not isinstance(value, list):
         raise _BadShape(
-            f"collect: data.{dotted} is a {type(value).__name__}, not a list (items=)",
-            status=200,
+            f"collect: data.{dotted} is a {type(value).__name__}, not a list",
+            argument="items",
         )
     return value
 
@@ -59,14 +129,12 @@ def _items_at(data: Any, path: tuple[str, ...], dotted: str) -> list[Any]:
 def _cursor_of(page: list[Any], key: str) -> str | int | float:
     last = page[-1]
     if not isinstance(last, dict) or key not in last:
-        raise _BadShape(f"collect: the last item has no field {key!r} (key=)", status=200)
+        raise _BadShape(f"collect: the last item has no field {key!r}", argument="key")
     value = last[key]
     try:
         check_cursor(value)
     except TypeError as e:
-        raise _BadShape(
-            f"collect: field {key!r} of the last item: {e} (key=)", status=200
-        ) from None
+        raise _BadShape(f"collect: field {key!r} of the last item: {e}", argument="key") from None
     cursor: str | int | float = value
     return cursor
 
@@ -249,6 +317,12 @@ class Collection(AsyncClosing, AsyncIterator[list[Any]]):
     def __init__(
         self, client: NetrexClient, query: str, *, checkpoint: Checkpoint, **options: Any
     ) -> None:
+        check_variables(
+            query,
+            cursor=options["cursor"],
+            page_size_variable=options["page_size_variable"],
+            operation_name=options["operation_name"],
+        )
         self._checkpoint = checkpoint
         self._every: float = options["every"]
         self._max_backoff: float = options["max_backoff"]

@@ -45,7 +45,9 @@ class StaticToken:
     def _check(self, attribute: attrs.Attribute[str], value: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ValueError("a user token must be a non-empty string")
-        if value != value.strip() or any(c in value for c in "\r\n\x00"):
+        # Anywhere, not only at the ends: a token is one header value, and a space, a tab
+        # or a control character inside it is a paste gone wrong (or a header injection).
+        if any(c.isspace() or not c.isprintable() for c in value):
             raise ValueError("a user token must not contain whitespace or control characters")
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._collect import Collection
+from .._collect import Collection, _BadShape, _Undeclared, check_variables
 from ._api_client import add_user_token_option, api_client, read_query
 from ._checkpoint import StandbyNotes, open_checkpoint
 from ._commands import Context, _variables
@@ -55,8 +55,10 @@ def add_collect_parser(
             "as a standby (on another host too, with a Redis checkpoint) and takes over "
             "when the first stops or dies. SIGINT and SIGTERM stop it cleanly (the batch "
             "in hand is written and committed; exit 0). Exit 5: the output cannot be "
-            "written (a full disk: the batch in hand is taken back out of it), or the "
-            "checkpoint is corrupt or was taken over by another collector."
+            "written (a full disk: the batch in hand is taken back out of it), the "
+            "checkpoint is corrupt or was taken over by another collector, or a stop came "
+            "while its commit kept failing (waited for 5 s). Exit 2: options that do not "
+            "go together, or a Redis checkpoint without the redis extra installed."
         ),
     )
     collect.add_argument(
@@ -310,6 +312,15 @@ async def cmd_collect(ctx: Context) -> int:
     variables = _variables(args.variables)
     if args.page_size_variable is not None and args.page_size is None:
         raise CliError("--page-size-variable needs --page-size")
+    try:
+        check_variables(
+            query,
+            cursor=args.cursor,
+            page_size_variable=args.page_size_variable,
+            operation_name=None,
+        )
+    except _Undeclared as e:
+        raise CliError(_in_cli_terms(e)) from None
     checkpoint = open_checkpoint(ctx)
     try:
         # Checked before anything is sent or written: the grant goes to its own provider.
@@ -361,7 +372,10 @@ async def cmd_collect(ctx: Context) -> int:
                 page_size_variable=args.page_size_variable,
             )
             async with batches:
-                await _follow(batches, sink, stop, stats, progress=sink.progress_line)
+                try:
+                    await _follow(batches, sink, stop, stats, progress=sink.progress_line)
+                except _BadShape as e:
+                    raise CliError(_in_cli_terms(e), ExitCode.API_ERROR) from None
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -379,6 +393,11 @@ async def cmd_collect(ctx: Context) -> int:
     return ExitCode.OK
 
 
+def _in_cli_terms(exc: _BadShape | _Undeclared) -> str:
+    """A collect() error that names a Python argument (``items=``), naming the option."""
+    return f"{exc.detail} (--{exc.argument.replace('_', '-')})"
+
+
 async def _follow(
     batches: Collection, sink: _Sink, stop: asyncio.Event, stats: _Stats, *, progress: bool
 ) -> None:
@@ -386,6 +405,9 @@ async def _follow(
 
     A stop that comes while a batch is being written finishes it (written, committed);
     one that comes between batches ends the wait for the next.
+
+    Raises:
+        CliError: Stopped while the commit kept failing (see :func:`_commit`).
     """
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -399,9 +421,41 @@ async def _follow(
                 return
             batch = asking.result()
             sink.write(batch)  # on disk before the commit
-            await batches.commit()
+            await _commit(batches, stopping)
             stats.add(batch)
             if progress:
                 sink.progress(stats.line())
     finally:
         stopping.cancel()
+
+
+#: Seconds a stop waits for the commit in hand. A commit takes milliseconds; one that is
+#: being retried (a checkpoint on a full disk, Redis away) may not land for a long time.
+COMMIT_GRACE = 5.0
+
+
+async def _commit(batches: Collection, stopping: asyncio.Future[Any]) -> None:
+    """Commit the batch in hand; a stop meanwhile waits :data:`COMMIT_GRACE` for it.
+
+    Raises:
+        CliError: The commit had not landed by then: the batch is written but not
+            committed, and comes again next time (exit 5).
+    """
+    committing = asyncio.ensure_future(batches.commit())
+    try:
+        await asyncio.wait({committing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not committing.done():
+            await asyncio.wait({committing}, timeout=COMMIT_GRACE)
+        if not committing.done():
+            raise CliError(
+                "stopped before the cursor of the batch in hand could be committed (the "
+                "commit kept failing: see the warnings above); the batch is written, and "
+                "comes again next time",
+                ExitCode.LOCAL_FILE,
+            )
+        committing.result()
+    finally:
+        if not committing.done():
+            committing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committing

@@ -9,6 +9,7 @@ own stdout, stderr, stdin and environment, so nothing of the developer's environ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import queue
@@ -196,12 +197,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: The processes spawn_cli() started during the test running now.
+_SPAWNED: list[asyncio.subprocess.Process] = []
+
+
 async def spawn_cli(fake: FakeNetrex, args: list[str], **env: str) -> asyncio.subprocess.Process:
     """``netrex-async ARGS`` as a process with a user token of ``fake`` (its provider set
-    by the environment, plus ``env``), stdout and stderr piped."""
+    by the environment, plus ``env``), stdout and stderr piped. Killed after the test if
+    it still runs then (a failed test leaves no collector behind)."""
     token = fake.issue_token(("read",))
     environment = clean_env(NETREX_PROVIDER=fake.base_url, NETREX_TOKEN=token.access_token, **env)
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "netrex_async",
@@ -210,6 +216,20 @@ async def spawn_cli(fake: FakeNetrex, args: list[str], **env: str) -> asyncio.su
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    _SPAWNED.append(proc)
+    return proc
+
+
+@pytest.fixture(name="reap_cli", autouse=True)
+async def reap_cli() -> AsyncIterator[None]:
+    """Kill what spawn_cli() started and is still running when the test ends."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.communicate()
 
 
 def api_command_argv(command: str, tmp_path: Path) -> list[str]:

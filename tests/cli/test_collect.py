@@ -149,6 +149,59 @@ async def test_a_corrupt_checkpoint_is_a_clear_error(
     assert fake.requests_to("graphql") == []
 
 
+async def test_a_cursor_variable_the_query_does_not_declare_is_a_usage_error(
+    cli: Cli, fake: FakeNetrex, tmp_path: Path
+) -> None:
+    # Sent anyway, $after would be ignored: the first page again and again, for ever.
+    checkpoint = tmp_path / "c"
+    token = fake.issue_token(("read",))
+    env = {**cli.env, "NETREX_TOKEN": token.access_token}
+    base = ["--checkpoint", str(checkpoint), "--every", "0.1"]
+    result = await cli(
+        "collect",
+        "{cameraList{name}}",
+        *("--items", "cameraList", "--cursor", "after", "--key", "name", *base),
+        env=env,
+    )
+    assert result.code == 2, result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert "does not declare the cursor variable $after" in result.err
+    assert "(--cursor)" in result.err and "declares no variable" in result.err
+    assert "cursor=" not in result.err
+    # the page-size variable, the same way
+    query = "query($after: ID) { events(afterId: $after, limit: 20) { id } }"
+    result = await cli(
+        "collect",
+        query,
+        *("--items", "events", "--cursor", "after", "--key", "id", *base),
+        *("--page-size", "20", "--page-size-variable", "limit"),
+        env=env,
+    )
+    assert result.code == 2, result.err
+    assert "does not declare the page-size variable $limit" in result.err
+    assert "(--page-size-variable)" in result.err and "it declares $after" in result.err
+    assert fake.requests_to("graphql") == []
+    assert not checkpoint.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--items", "evnts", "nothing at 'evnts'"), ("--key", "uuid", "no field 'uuid'")],
+)
+async def test_an_answer_without_the_items_or_the_key_names_the_option(
+    cli: Cli, fake: FakeNetrex, tmp_path: Path, option: str, value: str, says: str
+) -> None:
+    fake.start_events(rate=200)
+    token = fake.issue_token(("read",))
+    env = {**cli.env, "NETREX_TOKEN": token.access_token}
+    args = argv(tmp_path / "c")
+    args[args.index(option) + 1] = value
+    result = await cli(*args, env=env)
+    assert result.code == 1, result.err
+    assert says in result.err and f"({option})" in result.err, result.err
+    assert "items=" not in result.err and "key=" not in result.err
+
+
 async def test_bad_options_are_usage_errors(cli: Cli, tmp_path: Path) -> None:
     result = await cli("collect", QUERY, "--items", "events", "--cursor", "after")
     assert result.code == 2

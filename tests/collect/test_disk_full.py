@@ -161,3 +161,37 @@ async def test_the_cli_on_a_full_disk_exits_5_with_the_cursor_at_what_was_writte
         _, err = await asyncio.wait_for(again.communicate(), BOUND)
         assert again.returncode == 0, err.decode()
     assert written(out) == list(range(1, total + 1))  # no gap, no duplicate
+
+
+@pytest.mark.slow
+async def test_the_cli_with_its_checkpoint_on_a_full_disk_retries_and_still_stops(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    checkpoint, out = small_disk / "events.checkpoint", tmp_path / "events.jsonl"
+    filler = fill(small_disk)
+    async with FakeNetrex() as fake:
+        total = len(fake.data.events)
+        proc = await run_cli(fake, checkpoint, out)
+        assert proc.stderr is not None
+        said: list[str] = []
+        async with asyncio.timeout(BOUND):
+            while not any("committing the cursor to" in line for line in said):
+                said.append((await proc.stderr.readline()).decode())
+                assert said[-1], said
+        assert "No space left on device" in said[-1] and str(checkpoint) in said[-1]
+        assert written(out) == list(range(1, total + 1))  # written, not committed
+        assert not checkpoint.exists()
+        proc.send_signal(signal.SIGTERM)  # stops within the grace, though it cannot commit
+        _, err = await asyncio.wait_for(proc.communicate(), BOUND)
+        assert proc.returncode == 5, err.decode()
+        assert "stopped before the cursor of the batch in hand could be committed" in err.decode()
+        filler.unlink()  # room again: the batch comes again, none is skipped
+        again = await run_cli(fake, checkpoint, out)
+        async with asyncio.timeout(BOUND):
+            while len(written(out)) < 2 * total:
+                await asyncio.sleep(0.05)
+        again.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(again.communicate(), BOUND)
+        assert again.returncode == 0, err.decode()
+    assert written(out) == 2 * list(range(1, total + 1))
+    assert await FileCheckpoint(checkpoint).load() == str(total)

@@ -21,6 +21,7 @@ from netrex_async import (
     ClosedError,
     MemoryCheckpoint,
     NetrexClient,
+    NetrexError,
     ReauthorizationRequired,
     TokenStoreError,
     TransportError,
@@ -379,3 +380,40 @@ async def test_a_lease_that_cannot_be_confirmed_is_retried_before_the_batch_is_d
         with pytest.raises(CheckpointLost):
             await anext(batches)
     assert len(checkpoint.checks) == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "options", "says"),
+    [
+        ("{ events { id } }", {}, r"cursor variable \$after.*declares no variable \(cursor=\)"),
+        (
+            "query($afterId: ID) { events(afterId: $afterId) { id } }",
+            {},
+            r"cursor variable \$after.*it declares \$afterId \(cursor=\)",
+        ),
+        (
+            "query($after: ID) { events(afterId: $after, limit: 5) { id } }",
+            {"page_size": 5, "page_size_variable": "limit"},
+            r"page-size variable \$limit.*\(page_size_variable=\)",
+        ),
+        (
+            "query A($after: ID) { events(afterId: $after) { id } } query B { events { id } }",
+            {"operation_name": "B"},
+            r"cursor variable \$after",
+        ),
+    ],
+)
+async def test_a_variable_the_query_does_not_declare_is_refused_before_anything_is_sent(
+    query: str, options: dict[str, Any], says: str
+) -> None:
+    # The provider ignores an undeclared variable: the first page would come for ever.
+    api = Api(3)
+    options = {"items": "events", "cursor": "after", "key": "id", "every": 30.0, **options}
+    with pytest.raises(ValueError, match=says) as e:
+        NetrexClient.collect(api, query, checkpoint=MemoryCheckpoint(), **options)  # type: ignore[arg-type]
+    assert isinstance(e.value, NetrexError)
+    assert api.calls == []
+    # The same query with the variable declared (or the operation that declares it) runs.
+    options["operation_name"] = None
+    async with NetrexClient.collect(api, QUERY, checkpoint=MemoryCheckpoint(), **options) as c:  # type: ignore[arg-type]
+        assert ids(await anext(c))

@@ -78,6 +78,7 @@ async def test_empty_store_requires_authorization():
     assert m.stats.reauthorization_required
 
 
+@pytest.mark.looptime
 async def test_stale_token_one_refresh_and_nobody_waits():
     # lifetime 10 s, margin 9 s: fresh for 1 s; we start it 2 s old -> stale, not expired
     token = make_token(1, lifetime=10, now=time.time() - 2)
@@ -88,7 +89,9 @@ async def test_stale_token_one_refresh_and_nobody_waits():
         results = await asyncio.gather(*(m.token() for _ in range(500)))
         elapsed = loop.time() - started
         assert set(results) == {"access-1-secret"}, "stale callers keep the valid token"
-        assert elapsed < 0.2, "stale callers must not wait for the refresh"
+        # On the virtual clock, time moves only while every task waits on a timer: a
+        # caller that waited for the refresh (0.3 s) would have moved it by 0.3 s.
+        assert elapsed < 0.3, "stale callers must not wait for the refresh"
         await asyncio.wait_for(oauth.started.wait(), 1)
         await asyncio.sleep(0.5)
         assert oauth.calls == 1
@@ -264,9 +267,11 @@ async def test_adopts_token_refreshed_by_another_manager_on_the_same_store():
         assert a.stats.adoptions + b.stats.adoptions == 1
 
 
+@pytest.mark.looptime
 async def test_background_refresh_before_expiry_without_waiting(caplog):
     caplog.set_level(logging.DEBUG, logger="netrex_async")
-    oauth = ScriptedOAuth(lifetime=1.0)
+    # Each refresh takes 0.1 s: a caller made to wait for one would show it in `worst`.
+    oauth = ScriptedOAuth(lifetime=1.0, delay=0.1)
     events = []
     store = MemoryTokenStore(make_token(1, lifetime=1.0))
     # (refreshes of a one-second token every half second: allowed by a shorter spacing)
@@ -288,7 +293,9 @@ async def test_background_refresh_before_expiry_without_waiting(caplog):
             await asyncio.sleep(0.005)
         # refreshed at half-life each time: ~0.5, 1.0, 1.5, 2.0, 2.5 s
         assert 4 <= oauth.calls <= 6
-        assert worst < 0.05, "a proactive refresh must not make callers wait"
+        # Virtual time moves only while every task waits on a timer: a caller that
+        # waited for a refresh would show it here; one that did not shows 0.
+        assert worst == 0, "a proactive refresh must not make callers wait"
         assert len(seen) == oauth.calls + 1
         assert all(isinstance(e, TokenRefreshed) for e in events)
         assert sum(e.reason == "proactive" for e in events) >= len(events) - 1
@@ -372,6 +379,20 @@ async def test_static_token():
     assert "user-token-secret" not in str(e.value)
     with pytest.raises(ValueError):
         StaticToken(" ")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["ab c", "ab\tc", "abc\t", "\tabc", "ab\nc", "ab\x00c", "ab\x7fc", "ab\u00a0c", "ab\u2028c"],
+)
+def test_static_token_refuses_whitespace_and_control_characters_anywhere(token):
+    with pytest.raises(ValueError, match="whitespace or control characters") as e:
+        StaticToken(token)
+    assert token not in str(e.value)
+
+
+def test_static_token_takes_any_printable_token():
+    assert repr(StaticToken("ab-c_1.2~3+/=")).startswith("StaticToken(fingerprint=")
 
 
 async def test_a_slow_hook_does_not_delay_callers():

@@ -1,6 +1,8 @@
 """One process of a fleet sharing a grant: many tasks calling the API until a deadline.
 
-Run as a script by tests/fleet/test_fleet.py; prints one JSON line of results.
+Run as a script by tests/fleet/test_fleet.py: reads the client secret on stdin, says
+"ready" when set up, reads the epoch second to stop at, then calls until then and prints
+one JSON line of results.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from netrex_async import (
     OAuth2App,
     OAuth2Client,
     Provider,
+    TokenEvent,
     TokenManager,
+    TokenRefreshed,
     TokenStore,
 )
 
@@ -39,10 +43,11 @@ async def main() -> None:
     p.add_argument("--store", required=True)
     p.add_argument("--where", required=True)
     p.add_argument("--tasks", type=int, default=200)
-    p.add_argument("--until", type=float, required=True, help="epoch seconds")
     p.add_argument("--pause", type=float, default=0.05)
     args = p.parse_args()
-    secret = input()  # the client secret comes on stdin, never on the command line
+    # The client secret comes on stdin, never on the command line; then, once every
+    # process of the fleet said "ready", the time to stop calling (epoch seconds).
+    secret = input()
     app = OAuth2App(
         client_id=args.client_id,
         client_secret=secret,
@@ -51,21 +56,34 @@ async def main() -> None:
     )
     calls = failures = 0
     errors: list[str] = []
+    latencies: list[float] = []
+    refreshed: list[dict[str, float | str | None]] = []
+
+    def on_event(event: TokenEvent) -> None:
+        if isinstance(event, TokenRefreshed):
+            refreshed.append(
+                {"at": time.time(), "expires_at": event.expires_at, "reason": event.reason}
+            )
+
     async with (
         make_store(args.store, args.where) as store,
         OAuth2Client(app) as oauth,
-        TokenManager(oauth, store) as manager,
+        TokenManager(oauth, store, hooks=[on_event]) as manager,
         NetrexClient(manager, provider=app.provider) as client,
     ):
+        print("ready", flush=True)
+        until = float(input())
 
         async def worker() -> None:
             nonlocal calls, failures
             # Spread the tasks over the pause, so that one fake server keeps up.
             await asyncio.sleep(random.uniform(0, args.pause))
-            while time.time() < args.until:
+            while time.time() < until:
+                started = time.monotonic()
                 try:
                     await client.graphql("{cameraList{name}}")
                     calls += 1
+                    latencies.append(time.monotonic() - started)
                 except Exception as e:
                     failures += 1
                     if len(errors) < 5:
@@ -76,6 +94,7 @@ async def main() -> None:
     # Read after aclose(): a background refresh in flight at the deadline is finished
     # (and counted) by then.
     stats = manager.stats
+    latencies.sort()
     print(
         json.dumps(
             {
@@ -85,6 +104,12 @@ async def main() -> None:
                 "refreshes": stats.refreshes,
                 "adoptions": stats.adoptions,
                 "refresh_failures": stats.failures,
+                # Each refresh this process made: when its hook ran (epoch seconds, just
+                # after the save), the new token's expiry, and why it was made.
+                "refreshed": refreshed,
+                # Seconds per successful call: the load the fake was under.
+                "latency_p99": latencies[int(len(latencies) * 0.99)] if latencies else None,
+                "latency_max": latencies[-1] if latencies else None,
             }
         )
     )
