@@ -154,16 +154,15 @@ def graphql_unauthenticated(answer: Answer) -> bool:
     ``"UNAUTHENTICATED"``, whatever the HTTP status (many GraphQL servers send it with
     200 for an expired token).
     """
-    if answer._data is _UNSET:
+    document = answer._data
+    if document is _UNSET:
         body = answer.body
         # Cheap before decoding: an answer that does not contain the word cannot match.
         if not body or b"UNAUTHENTICATED" not in body:
             return False
-    try:
-        document = answer.json()
-    except ValueError:
-        return False
-    if not isinstance(document, dict):
+        answer.decode()
+        document = answer._data
+    if not isinstance(document, dict):  # not JSON (a ValueError kept), or not an object
         return False
     errors = document.get("errors")
     if not errors or not isinstance(errors, list):
@@ -182,7 +181,12 @@ def default_token_rejected(answer: Answer) -> bool:
     HTTP 401, or a GraphQL ``errors`` entry with ``extensions.code == "UNAUTHENTICATED"``
     (see :func:`graphql_unauthenticated`).
     """
-    return answer.status == 401 or graphql_unauthenticated(answer)
+    if answer.status == 401:
+        return True
+    document = answer._data
+    if document.__class__ is dict and "errors" not in document:
+        return False  # the usual answer, decoded: no errors, no rejection (one call less)
+    return graphql_unauthenticated(answer)
 
 
 class FlowConfig:

@@ -228,7 +228,7 @@ class NetrexClient(AsyncClosing):
         # aiohttp's pool serves its waiters out of order, and a token read before a long
         # wait for a connection could expire on the way.
         pool = limit if session is None else getattr(session.connector, "limit", 0)
-        self._slots: asyncio.Semaphore | _NoLimit = asyncio.Semaphore(pool) if pool else _NoLimit()
+        self._slots = _Slots(pool) if pool else None
         # The tokens sent lately (a refresh may land while older requests are in flight):
         # stripped from foreign requests in a caller's session and scrubbed from error
         # texts, all of them.
@@ -594,14 +594,69 @@ class NetrexClient(AsyncClosing):
     async def _attempt(
         self, method: str, url: URL, data: Any, headers: Mapping[str, str], parse: bool
     ) -> Answer:
-        """One attempt: the 401 flow over this client's session; errors at the boundary."""
+        """One attempt: the 401 flow over this client's session; errors at the boundary.
+
+        The client's own driver of the flow: sets the header itself, follows same-origin
+        redirects through the flow, reads each answer whole (bounded). Its token and
+        invalidate steps are the middleware's, written out again rather than shared, and
+        the driver is not a coroutine of its own: each layer of coroutines costs a frame
+        on every resume of the call, on the hot path.
+        """
         if self._closed:
             raise ClosedError("this NetrexClient is closed")
+        slots = self._slots
+        if slots is not None:
+            if slots.free > 0:
+                slots.free -= 1
+            else:
+                await slots.wait()
         failure: NetrexError
         retryable = True
         try:
-            async with self._slots:
-                answer = await self._drive(method, url, data, headers, parse)
+            session = self._session or self.session
+            source = self.auth
+            flow = auth_flow(self._flow, method, url, follow=True)
+            step = next(flow)
+            while True:
+                value: Any = None
+                if step is TOKEN:
+                    value = await source.token()
+                elif step.__class__ is Invalidate:
+                    await source.invalidate(step.token)
+                else:
+                    token: str = step.token  # type: ignore[attr-defined]
+                    sent = self._sent
+                    if not sent or sent[-1] != token:
+                        sent.append(token)
+                    send_headers = dict(headers)
+                    send_headers[hdrs.AUTHORIZATION] = "Bearer " + token
+                    async with session.request(
+                        step.method,  # type: ignore[attr-defined]
+                        step.url,  # type: ignore[attr-defined]
+                        data=data if step.body else None,  # type: ignore[attr-defined]
+                        headers=send_headers,
+                        allow_redirects=False,
+                        middlewares=self._request_middlewares,
+                    ) as resp:
+                        length = resp.content_length
+                        if (
+                            length is not None
+                            and length <= self.max_response_bytes
+                            and hdrs.CONTENT_ENCODING not in resp.headers
+                        ):
+                            raw = await resp.read()  # _read()'s fast path, one coroutine less
+                        else:
+                            raw = await self._read(resp)
+                        value = Answer(resp.status, resp.headers, raw, resp)
+                    if parse:
+                        # A GraphQL answer is decoded anyway: decoded here, once, the
+                        # rejection rule reads its errors instead of searching the body.
+                        value.decode()
+                try:
+                    step = flow.send(value)
+                except StopIteration as stop:
+                    answer: Answer = stop.value
+                    break
         except NetrexError:
             raise  # the flow's own verdicts (a refused redirect, a dead grant...)
         except aiohttp.ClientResponseError as e:
@@ -613,8 +668,8 @@ class NetrexClient(AsyncClosing):
         except RuntimeError:
             # aiohttp's "Session is closed": this client's aclose(), or the caller closed
             # the session it lent. Anything else is a bug, not a fault of the API.
-            session = self._session
-            if not self.closed and (session is None or not session.closed):
+            lent = self._session
+            if not self.closed and (lent is None or not lent.closed):
                 raise
             failure, retryable = ClosedError(f"{method} {url.path}: the session is closed"), False
         else:
@@ -624,6 +679,9 @@ class NetrexClient(AsyncClosing):
                     retry_after=parse_retry_after(answer.headers.get(hdrs.RETRY_AFTER)),
                 )
             return answer
+        finally:
+            if slots is not None:
+                slots.release()
         # Raised out here, not in an except block: aiohttp's exception (whose request_info
         # quotes the Authorization header) must not stay attached as context.
         if self.closed and not isinstance(failure, ClosedError):
@@ -631,49 +689,6 @@ class NetrexClient(AsyncClosing):
         if retryable:
             raise Transient(failure)
         raise failure
-
-    async def _drive(
-        self, method: str, url: URL, data: Any, headers: Mapping[str, str], parse: bool
-    ) -> Answer:
-        # The client's own driver of the flow: sets the header itself, follows
-        # same-origin redirects through the flow, reads each answer whole (bounded).
-        # Its token and invalidate steps are the middleware's, written out again rather
-        # than shared: a shared helper would cost a coroutine per step on the hot path.
-        session = self._session or self.session
-        source = self.auth
-        middlewares = self._request_middlewares
-        flow = auth_flow(self._flow, method, url, follow=True)
-        step = next(flow)
-        while True:
-            value: Any = None
-            if step is TOKEN:
-                value = await source.token()
-            elif step.__class__ is Invalidate:
-                await source.invalidate(step.token)
-            else:
-                token: str = step.token  # type: ignore[attr-defined]
-                sent = self._sent
-                if not sent or sent[-1] != token:
-                    sent.append(token)
-                send_headers = dict(headers)
-                send_headers[hdrs.AUTHORIZATION] = "Bearer " + token
-                async with session.request(
-                    step.method,  # type: ignore[attr-defined]
-                    step.url,  # type: ignore[attr-defined]
-                    data=data if step.body else None,  # type: ignore[attr-defined]
-                    headers=send_headers,
-                    allow_redirects=False,
-                    middlewares=middlewares,
-                ) as resp:
-                    value = Answer(resp.status, resp.headers, await self._read(resp), resp)
-                if parse:
-                    # A GraphQL answer is decoded anyway: decoded here, once, the rejection
-                    # rule reads its errors instead of searching the body for a word.
-                    value.decode()
-            try:
-                step = flow.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
 
     async def _read(self, resp: ClientResponse) -> bytes:
         """The whole body, up to ``max_response_bytes``; beyond it the connection is closed."""
@@ -708,6 +723,9 @@ class NetrexClient(AsyncClosing):
         status, raw = answer.status, answer.body
         if not 200 <= status < 300:
             raise self._api_error(status, raw, "POST", self._graphql_url)
+        document = answer._data  # decoded in the attempt (json() would be a call more)
+        if document.__class__ is dict and "errors" not in document and "data" in document:
+            return document["data"]  # the usual answer
         try:
             document = answer.json()
         except ValueError as e:
@@ -959,12 +977,41 @@ class NetrexClient(AsyncClosing):
         )
 
 
-class _NoLimit:
-    async def __aenter__(self) -> None:
-        return None
+class _Slots:
+    """Slots served first come, first served; taking a free one costs no await.
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    :class:`asyncio.Semaphore` costs three coroutines per acquire and release, on the
+    hot path of every call. Here a free slot is taken by decrementing :attr:`free`
+    (callers check it first), and a released slot is handed straight to the oldest
+    waiter, so there are waiters only while no slot is free.
+    """
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def wait(self) -> None:
+        """Wait for a slot (call only when :attr:`free` is 0)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the oldest waiter still waiting, else to :attr:`free`."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 def _provider_of(auth: TokenSource) -> Provider:

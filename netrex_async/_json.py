@@ -24,6 +24,11 @@ from typing import Any
 __all__ = ["CODEC", "dumps", "dumps_strings", "loads"]
 
 _std_loads = json.loads
+# json.loads(bytes) first runs json.detect_encoding(), a Python function, on every call.
+# A document that starts with "{" and a second non-NUL byte is UTF-8 by that very
+# function's rules (no byte order mark, not UTF-16 or UTF-32), so it is decoded here
+# as json.loads would decode it, and handed to the decoder json.loads uses.
+_std_decode = json.JSONDecoder().decode
 # One encoder for every call: json.dumps() with any non-default argument builds a new
 # JSONEncoder each time, which costs about a microsecond per call on the hot path.
 _std_encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -53,6 +58,8 @@ def loads(raw: bytes) -> Any:
         except (ValueError, RecursionError):
             pass  # let the standard library decide: same answer, same failure
     try:
+        if raw[:1] == b"{" and raw[1:2] not in (b"\x00", b""):
+            return _std_decode(raw.decode("utf-8", "surrogatepass"))
         return _std_loads(raw)
     except RecursionError:
         problem = "nested too deeply"

@@ -8,7 +8,7 @@ import math
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netrex_async import _json as codec
@@ -39,11 +39,24 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.fixture(params=["installed", "stdlib only"])
+def codecs(request, monkeypatch):
+    """Both paths of codec.loads(): msgspec first (if installed), and the stdlib alone."""
+    if request.param == "stdlib only":
+        monkeypatch.setattr(codec, "_fast_loads", None)
+    return request.param
+
+
+# The fixture only sets which codec runs, the same for every generated input.
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(json_values, st.sampled_from([{}, {"ensure_ascii": False}, {"indent": 1}]))
-def test_decoding_gives_the_stdlib_answer(value, style):
+def test_decoding_gives_the_stdlib_answer(codecs, value, style):
     raw = json.dumps(value, **style).encode()
     assert same(codec.loads(raw), json.loads(raw))
+    wrapped = json.dumps({"data": value}, **style).encode()  # an object: the "{" fast path
+    assert same(codec.loads(wrapped), json.loads(wrapped))
 
 
 ODD_DOCUMENTS = [
@@ -64,11 +77,22 @@ ODD_DOCUMENTS = [
     b"\xff",
     b"",
     b'"\x01"',
+    # Objects: the stdlib-only path decodes "{" and a non-NUL byte as UTF-8 itself.
+    b"{",
+    b"{}",
+    b'{"a":1} x',
+    b'{"a":"\xed\xa0\x80"}',  # a UTF-8-encoded surrogate: json.loads passes it through
+    b'{"a":"\xff"}',
+    b"{\x00}",
+    '{"é":1}'.encode("utf-16-le"),
+    '{"é":1}'.encode("utf-32-le"),
+    b"\xef\xbb\xbf{}",
+    b'{"a":' * 5000 + b"1" + b"}" * 5000,
 ]
 
 
 @pytest.mark.parametrize("raw", ODD_DOCUMENTS)
-def test_odd_documents_decode_or_fail_as_in_the_stdlib(raw):
+def test_odd_documents_decode_or_fail_as_in_the_stdlib(codecs, raw):
     try:
         expected: object = json.loads(raw)
     except (ValueError, RecursionError):

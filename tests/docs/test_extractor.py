@@ -8,7 +8,7 @@ import pytest
 
 from ._snippets import PageRun, SnippetError, extract_blocks
 
-PAGE = '''# A page
+PAGE = """# A page
 
 ```python
 from netrex_async import NetrexClient, Provider
@@ -37,7 +37,7 @@ not a block of its own
 ```toml
 [tool.pytest.ini_options]
 ```
-'''
+"""
 
 
 def test_finds_blocks_with_lines_languages_and_directives() -> None:
@@ -147,7 +147,7 @@ def test_file_blocks_are_written_for_later_blocks(tmp_path: Path) -> None:
 
 
 def test_input_plays_the_browser_on_the_printed_authorization_url(tmp_path: Path) -> None:
-    page = '''
+    page = """
 ```python
 import os
 from netrex_async import OAuth2App, OAuth2Client, Provider
@@ -164,5 +164,5 @@ async with OAuth2Client(app) as oauth:
     token = await oauth.exchange(input("Paste the URL: "), request)
 assert token.access_token
 ```
-'''
+"""
     assert len(_run(page, tmp_path).ran) == 1
