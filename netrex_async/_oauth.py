@@ -238,6 +238,9 @@ class OAuth2Client(AsyncClosing):
         )
 
         async def once() -> Token:
+            # Stamped when the request leaves: the provider starts the token's life at
+            # some moment after that, so a slow answer cannot make it look younger.
+            sent = self.clock()
             status, headers, body = await self._post(request)
             try:
                 return parse_token_response(
@@ -245,7 +248,7 @@ class OAuth2Client(AsyncClosing):
                     headers,
                     body,
                     request,
-                    now=self.clock(),
+                    now=sent,
                     previous=previous,
                     requested_scopes=scopes,
                 )

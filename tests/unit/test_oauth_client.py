@@ -595,6 +595,31 @@ async def test_the_clock_stamps_every_token(app: OAuth2App, mocked: aioresponses
         assert (token.issued_at, token.expires_at) == (1_000_110.0, 1_003_710.0)
 
 
+async def test_a_token_is_stamped_when_its_request_was_sent(
+    app: OAuth2App, mocked: aioresponses
+) -> None:
+    # The provider starts the token's life while the request is in flight: stamped at the
+    # answer, a token that took 30 s to come would be thought to live 30 s longer than it
+    # does at the provider.
+    from aioresponses import CallbackResult
+
+    from ._mock_http import _Response
+
+    clock = _Clock(1_000_000.0)
+
+    def slow(url: URL, **kwargs: Any) -> CallbackResult:
+        clock.now += 30
+        return CallbackResult(payload=GRANT, response_class=_Response)
+
+    mocked.post(TOKEN_URL, callback=slow, repeat=True)
+    async with OAuth2Client(app, clock=clock) as client:
+        request = client.authorization_request("read")
+        token = await client.exchange(_callback(request), request)
+        assert (token.issued_at, token.expires_at) == (1_000_000.0, 1_003_600.0)
+        token = await client.refresh(token)
+        assert (token.issued_at, token.expires_at) == (1_000_030.0, 1_003_630.0)
+
+
 async def test_the_clock_judges_the_age_of_a_request(app: OAuth2App, mocked: aioresponses) -> None:
     clock = _Clock(1_000_000.0)
     mocked.post(TOKEN_URL, payload=GRANT, repeat=True)
