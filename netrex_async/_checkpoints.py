@@ -366,6 +366,11 @@ def encode_checkpoint(cursor: str | int | float) -> bytes:
     return (json.dumps({"version": _VERSION, "cursor": cursor}) + "\n").encode("utf-8")
 
 
+class _CorruptCheckpoint(TokenStoreError):
+    """A stored checkpoint holds no cursor: left as it is, for a person to look at
+    (a restart cannot help; ``netrex-async collect`` exits with its own code)."""
+
+
 def parse_checkpoint(raw: bytes, what: str, description: str) -> str | int | float:
     """The cursor in a stored checkpoint.
 
@@ -403,7 +408,7 @@ def parse_checkpoint(raw: bytes, what: str, description: str) -> str | int | flo
             problem,
             extra={"event": "store.corrupt", "store": description},
         )
-        raise TokenStoreError(
+        raise _CorruptCheckpoint(
             f"{what} {description} is corrupt: {problem}. It was left as it is (a "
             "collector never restarts from the beginning silently): inspect it, then fix "
             "or remove it, or call clear() to start from the beginning",

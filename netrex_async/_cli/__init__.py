@@ -78,7 +78,9 @@ exit codes:
   3    authorization failed or needed (denied, timeout, state mismatch, no token stored,
        re-authorization required)
   4    network: the provider could not be reached
-  5    a local file is unusable (corrupt or unreadable token or config file)
+  5    a local file is unusable (corrupt or unreadable token or config file; collect:
+       the output cannot be written, the checkpoint's lock was lost)
+  65   collect: the checkpoint is corrupt (left as it is; restarting cannot help)
   70   internal error (run again with --debug, please report it)
   130  interrupted
   141  stdout was closed early (e.g. `| head`): ended quietly

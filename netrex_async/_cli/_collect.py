@@ -56,9 +56,11 @@ def add_collect_parser(
             "when the first stops or dies. SIGINT and SIGTERM stop it cleanly (the batch "
             "in hand is written and committed; exit 0). Exit 5: the output cannot be "
             "written (a full disk: the batch in hand is taken back out of it), the "
-            "checkpoint is corrupt or was taken over by another collector, or a stop came "
-            "while its commit kept failing (waited for 5 s). Exit 2: options that do not "
-            "go together, or a Redis checkpoint without the redis extra installed."
+            "checkpoint was taken over by another collector, or a stop came while its "
+            "commit kept failing (waited for 5 s). Exit 65: the checkpoint is corrupt "
+            "(left as it is: a restart cannot help). Exit 2: options that do not go "
+            "together, a query that does not declare the --cursor variable, a Redis "
+            "password refused, or a Redis checkpoint without the redis extra installed."
         ),
     )
     collect.add_argument(

@@ -13,6 +13,9 @@ code meaning
      mismatch, a code or refresh token refused, no token stored, re-authorization required
 4    network: the provider could not be reached or timed out (after retries)
 5    a local file is unusable: corrupt, unreadable or locked token file or config file
+     (``collect``: also the output cannot be written, or the checkpoint's lock was lost)
+65   ``collect``: the checkpoint is corrupt, left as it is for a person to look at (a
+     restart cannot help: a service manager should not restart on it)
 70   internal error (a bug: run again with ``--debug`` and report it)
 130  interrupted (Ctrl-C)
 141  stdout was closed before the output was written (``| head``): ended quietly,
@@ -26,6 +29,7 @@ import enum
 
 import attrs
 
+from .._checkpoints import _CorruptCheckpoint
 from .._errors import (
     ApiError,
     AuthorizationDenied,
@@ -59,6 +63,8 @@ class ExitCode(enum.IntEnum):
     AUTH = 3
     NETWORK = 4
     LOCAL_FILE = 5
+    #: sysexits' EX_DATAERR: the data is wrong, and running again does not change it.
+    CORRUPT_CHECKPOINT = 65
     INTERNAL = 70
     INTERRUPTED = 130
     BROKEN_PIPE = 141
@@ -97,6 +103,16 @@ def corrupt_file_advice(exc: _CorruptFile) -> str:
     return f"{what}. It was left as it is: {_CORRUPT_ADVICE}"
 
 
+def _corrupt_checkpoint_advice(exc: _CorruptCheckpoint) -> str:
+    """The checkpoint's own words, with the CLI's advice instead of ``clear()``."""
+    what = safe_text(exc, limit=600).split(" It was left as it is", 1)[0].rstrip(". ")
+    return (
+        f"{what}. It was left as it is (a collector never starts again from the beginning "
+        "by itself): inspect it, then fix it, or delete it (the file; with a Redis "
+        "checkpoint, its key) to start from the beginning"
+    )
+
+
 def _user_token_advice(source: str) -> str:
     if source == "NETREX_TOKEN":
         return (
@@ -120,6 +136,8 @@ def describe(exc: BaseException, hints: Hints | None = None) -> tuple[ExitCode, 
         return exc.code, text
     if isinstance(exc, _CorruptFile):
         return ExitCode.LOCAL_FILE, corrupt_file_advice(exc)
+    if isinstance(exc, _CorruptCheckpoint):
+        return ExitCode.CORRUPT_CHECKPOINT, _corrupt_checkpoint_advice(exc)
     if isinstance(exc, AuthorizationDenied):
         return ExitCode.AUTH, text
     if isinstance(exc, StateMismatch):

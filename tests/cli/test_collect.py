@@ -17,6 +17,7 @@ import pytest
 
 from cli.conftest import Cli, clean_env, spawn_cli
 from netrex_async import FileCheckpoint
+from netrex_async._cli._exits import ExitCode
 from netrex_async.testing import FakeNetrex, Fault
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals")
@@ -143,10 +144,23 @@ async def test_a_corrupt_checkpoint_is_a_clear_error(
     token = fake.issue_token(("read",))
     env = {**cli.env, "NETREX_TOKEN": token.access_token}
     result = await cli(*argv(checkpoint), env=env)
-    assert result.code == 5, result.err
+    # Its own exit code, which a systemd unit does not restart on (exit 5, a lost lock
+    # or a full disk, it does restart on).
+    assert result.code == 65, result.err
     assert str(checkpoint) in result.err and "corrupt" in result.err
+    assert "delete it" in result.err and "clear()" not in result.err
     assert checkpoint.read_text() == "{not json"
     assert fake.requests_to("graphql") == []
+
+
+def test_the_systemd_unit_does_not_restart_on_what_a_restart_cannot_fix() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "collectors.md").read_text()
+    unit = page[page.index("[Service]") :]
+    assert "Restart=on-failure" in unit
+    line = next(x for x in unit.splitlines() if x.startswith("RestartPreventExitStatus="))
+    codes = {int(code) for code in line.split("=", 1)[1].split()}
+    assert codes == {ExitCode.USAGE, ExitCode.AUTH, ExitCode.CORRUPT_CHECKPOINT}
+    assert ExitCode.LOCAL_FILE not in codes  # a lost lock comes back as a standby
 
 
 async def test_a_cursor_variable_the_query_does_not_declare_is_a_usage_error(

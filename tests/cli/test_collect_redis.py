@@ -21,6 +21,7 @@ import pytest
 from _redis_server import RedisServer
 
 from cli.conftest import Cli, clean_env, spawn_cli
+from netrex_async.stores.redis import RedisCheckpoint
 from netrex_async.testing import FakeNetrex
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals")
@@ -218,6 +219,20 @@ def test_without_the_redis_extra_the_hint_is_in_the_clis_words(tmp_path: Path) -
         check=True,
     )
     assert probe.stdout.strip() == "redis"
+
+
+async def test_a_corrupt_redis_checkpoint_exits_65_and_is_left_as_it_is(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    key = RedisCheckpoint(redis_server.url, key="k").key
+    assert redis_server.cli("SET", key, "{not json") == "+OK"
+    async with FakeNetrex() as fake:
+        c = await spawn(fake, argv(redis_server.url, "--checkpoint-key", "k"))
+        _, err = await asyncio.wait_for(c.proc.communicate(), 20)
+        assert fake.requests_to("graphql") == []
+    assert c.proc.returncode == 65, err.decode()
+    assert "corrupt" in err.decode() and "clear()" not in err.decode()
+    assert redis_server.cli("GET", key) == "$9\r\n{not json"
 
 
 @pytest.mark.parametrize("password", [PASSWORD, None], ids=["wrong", "missing"])
