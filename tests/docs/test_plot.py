@@ -11,15 +11,24 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 SCRIPT = BENCH / "plot.py"
-PLOTS = ("fleet", "overhead")
+PLOTS = ("fleet", "overhead", "overhead-60k")
 
 
-def test_the_committed_overhead_document_has_every_contender_at_every_concurrency() -> None:
-    summary = json.loads((BENCH / "overhead.json").read_text())["summary"]
-    assert sorted(summary, key=int) == ["1", "10", "100"]
-    for per in summary.values():
-        assert per["raw-aiohttp"]["ratio_vs_raw"] == 1.0
-        assert {"netrex-manager", "netrex-static", "authlib-httpx"} <= set(per)
+@pytest.mark.parametrize(
+    ("document", "summary", "reference"),
+    [
+        ("overhead.json", "summary", "raw-aiohttp"),
+        ("overhead-60k.json", "summary_vs_idiomatic", "raw-idiomatic"),
+    ],
+)
+def test_the_committed_overhead_documents_have_every_contender_at_every_concurrency(
+    document: str, summary: str, reference: str
+) -> None:
+    figures = json.loads((BENCH / document).read_text())[summary]
+    assert sorted(figures, key=int) == ["1", "10", "100"]
+    for per in figures.values():
+        assert per[reference]["ratio_vs_raw"] == 1.0
+        assert {"netrex-manager", "netrex-static", "netrex-nospeed", "authlib-httpx"} <= set(per)
 
 
 def test_the_committed_fleet_document_has_the_four_scenarios() -> None:
@@ -45,5 +54,5 @@ def test_refuses_a_document_of_another_benchmark(
     other.write_text(json.dumps({"benchmark": "storm", "summary": {}, "scenarios": []}))
     argv = [str(SCRIPT), name, str(other), "--out", str(tmp_path / "x.png")]
     monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit, match=f"not a bench_{name}.py JSON document"):
+    with pytest.raises(SystemExit, match=f"not a bench_{name.split('-')[0]}.py JSON document"):
         runpy.run_path(str(SCRIPT), run_name="__main__")
