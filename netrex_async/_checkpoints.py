@@ -261,6 +261,7 @@ class _CheckpointFile(FileTokenStore):
     """The file machinery of :class:`FileTokenStore`, named as a checkpoint file."""
 
     _noun: ClassVar[str] = "checkpoint file"
+    _exposure: ClassVar[str] = "it holds no secret, but another user could have moved the cursor"
 
     def _lock_timeout_error(self) -> TokenStoreError:
         return Busy(

@@ -167,6 +167,8 @@ class FileTokenStore(AsyncClosing):
     _task_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     #: What the file is called in errors and logs (a subclass may keep something else).
     _noun: ClassVar[str] = "token file"
+    #: What a loose mode means for what the file holds (said in the warning).
+    _exposure: ClassVar[str] = "consider the grant exposed"
 
     def __repr__(self) -> str:
         return f"FileTokenStore(path={str(self._path)!r}, lock_timeout={self._lock_timeout!r})"
@@ -384,9 +386,10 @@ class FileTokenStore(AsyncClosing):
                 f"could not be restricted to 0600 ({e.strerror})"
             ) from e
         log.warning(
-            "%s had permissions %#o; restricted to 0600 (consider the grant exposed)",
+            "%s had permissions %#o; restricted to 0600 (%s)",
             self._noun,
             mode,
+            self._exposure,
             extra={"event": "store.permissions_tightened", "store": self.description},
         )
 

@@ -34,6 +34,21 @@ async def test_file_checkpoint_round_trip(tmp_path: Path, cursor: str | int | fl
     assert await checkpoint.load() is None
 
 
+async def test_a_loose_checkpoint_file_is_tightened_without_talk_of_a_grant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoint = FileCheckpoint(tmp_path / "events.checkpoint")
+    await checkpoint.save("41")
+    checkpoint.path.chmod(0o644)
+    caplog.set_level(logging.WARNING, logger="netrex_async")
+    assert await checkpoint.load() == "41"
+    assert stat.S_IMODE(os.stat(checkpoint.path).st_mode) == 0o600
+    [record] = [r for r in caplog.records if "restricted to 0600" in r.getMessage()]
+    assert record.getMessage().startswith("checkpoint file had permissions 0o644")
+    assert "grant" not in record.getMessage(), "a checkpoint holds no grant"
+    assert "moved the cursor" in record.getMessage()
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
