@@ -3,14 +3,16 @@
 On a shared machine throughput ratios wobble by several per cent from one run to the
 next (the A/A control of ``bench_overhead.py`` shows it), which is more than the gap
 this benchmark is about. ``valgrind --tool=callgrind`` counts the instructions a process
-executes: the same count for the same binary and inputs, whatever else the machine is
-doing. Each contender of ``bench_overhead.py --transport memory`` (no network, no
-server: all of aiohttp's client code and all of the library's, nothing else) runs in a
-process of its own under callgrind twice, for ``--calls`` and for twice as many calls
-after the same warm-up; the difference divided by ``--calls`` is its instructions per
-call, start-up, imports and warm-up cancelled out. ``raw/this`` is raw aiohttp's count
-over the contender's: where the client is CPU-bound (it is, from concurrency 10 on),
-that is the throughput ratio the machine would show if it were quiet.
+executes, whatever else the machine is doing: for the same binary and inputs the count
+moves by less than 1 % from run to run (timers and the garbage collector fire at
+slightly different points). Each contender of ``bench_overhead.py --transport memory``
+(no network, no server: all of aiohttp's client code and all of the library's, nothing
+else) runs in a process of its own under callgrind twice, for ``--calls`` and for twice
+as many calls after the same warm-up; the difference divided by ``--calls`` is its
+instructions per call, start-up, imports and warm-up cancelled out. ``raw/this`` is raw
+aiohttp's count over the contender's: where the client is CPU-bound (it is, from
+concurrency 10 on), that is the throughput ratio the machine would show if it were
+quiet.
 
 Instructions are not cycles: a cache miss costs no instruction. Read this table beside
 ``bench_overhead.py``'s, not instead of it.
