@@ -384,7 +384,11 @@ async def test_holder_stopped_past_its_lease_loses_it(redis_server: RedisServer)
 async def test_wait_replicas_returns_once_the_replica_has_the_token() -> None:
     with RedisServer() as master, master.replica() as replica:
         master.wait_for_replication(replica)
-        async with RedisTokenStore(master.url, key="grant", wait_replicas=1) as store:
+        # A wait of seconds, below the socket timeout: on a loaded machine a replica can
+        # take longer than the default 1 s to acknowledge, and that is not what this tests.
+        async with RedisTokenStore(
+            master.url, key="grant", wait_replicas=1, wait_timeout=8, socket_timeout=10
+        ) as store:
             for n in range(5):
                 token = make_token(n)
                 await store.save(token)
